@@ -1,0 +1,270 @@
+"""dmstore command line: a thin face over the library; every command is one library call.
+
+Errors the library raises on purpose print `Error: …` and exit 1; usage errors exit 2.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from dmstore.errors import DmstoreError
+
+ENV_STORE = "DMSTORE_STORE"
+
+
+class StoreCommand(click.Command):
+    """A command whose first argument is STORE; `DMSTORE_STORE` supplies it when the first
+    argument given is not itself a store directory."""
+
+    def parse_args(self, ctx, args):
+        env = os.environ.get(ENV_STORE)
+        if env:
+            positional = [a for a in args if not a.startswith("-")]
+            first = positional[0] if positional else None
+            if first is None or not (Path(first) / "dmstore.json").exists():
+                if self.name != "init" or first is None:
+                    args = [env] + list(args)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DmstoreError as e:
+            raise click.ClickException(str(e)) from None
+
+
+class Group(click.Group):
+    command_class = StoreCommand
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DmstoreError as e:
+            raise click.ClickException(str(e)) from None
+
+
+store_arg = click.argument("store", type=click.Path(file_okay=False), metavar="STORE")
+mode_opt = click.option("--mode", type=click.Choice(["error", "append", "overwrite", "ignore"]),
+                        default="append", show_default=True,
+                        help="error: refuse if the experiment/alpha holds models; append: add new, "
+                             "skip identical, refuse conflicts; overwrite: replace conflicts; "
+                             "ignore: keep stored records on conflict.")
+format_opt = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl", "parquet"]),
+                          default="table", show_default=True, help="Output format.")
+out_opt = click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default=None,
+                       help="Write to this file instead of stdout.")
+param_opt = click.option("-p", "--param", "params", type=(str, str), multiple=True,
+                         metavar="NAME VALUE", help="Named SQL parameter, used as $NAME.")
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dmstore")
+def cli():
+    """dmstore: an experiment store with SQL analytics for datamodels.
+
+    Every command takes the store directory first (or from DMSTORE_STORE).
+
+    \b
+      dmstore init runs --train-size 1347 --test-size 450
+      dmstore ingest release runs ./release --alpha 0.5 --experiment cifar10
+      dmstore query runs "SELECT role, count(*) FROM models GROUP BY role"
+      dmstore info runs
+    """
+
+
+@cli.command()
+@store_arg
+@click.option("--train-size", type=int, default=None, help="Number of train examples d (mask width).")
+@click.option("--test-size", type=int, default=0, show_default=True, help="Number of test examples.")
+@click.option("--examples", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CSV/Parquet with example_id, split, label[, group_key, …] instead of sizes.")
+def init(store, train_size, test_size, examples):
+    """Create a store: manifest, examples table, empty relations.
+
+    \b
+      dmstore init runs --train-size 50000 --test-size 10000
+      dmstore init runs --examples examples.csv
+    """
+    from dmstore import Store
+    if examples is None and train_size is None:
+        raise click.UsageError("give --train-size D (and --test-size N) or --examples FILE")
+    s = Store.create(store, train_size=train_size, test_size=test_size, examples=examples)
+    click.echo(f"created {s.root}: {s.d} train examples, {s.n_examples} examples in all")
+
+
+@cli.group(cls=Group)
+def ingest():
+    """Ingest models from the paper's release, a reference store, or Parquet files."""
+
+
+@ingest.command("release")
+@store_arg
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--alpha", type=float, required=True, help="Subsampling fraction, e.g. 0.5.")
+@click.option("--experiment", required=True, help="Experiment name to file the models under.")
+@click.option("--eval-last", type=int, default=0, show_default=True, help="Mark the last K rows as eval models.")
+@click.option("--val-last", type=int, default=0, show_default=True,
+              help="Mark the K rows before the eval rows as val models.")
+@mode_opt
+def ingest_release_cmd(store, directory, alpha, experiment, eval_last, val_last, mode):
+    """Ingest train_masks_<P>pct.npy, train_margins_<P>pct.npy and test_margins_<P>pct.npy.
+
+    \b
+      dmstore ingest release runs ./cifar10 --alpha 0.5 --experiment cifar10 --eval-last 10000
+    """
+    from dmstore import Store
+    from dmstore.ingest import ingest_release
+    r = ingest_release(Store.open(store, "a"), directory, alpha, experiment, eval_last, val_last, mode)
+    click.echo(r.summary())
+
+
+@ingest.command("reference")
+@store_arg
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--alpha", type=float, required=True, help="Subsampling fraction, e.g. 0.5.")
+@click.option("--experiment", required=True, help="Experiment name to file the models under.")
+@click.option("--margins", "margin_map", multiple=True, metavar="NAME=SPLIT",
+              help="Map margin array NAME(.npy) to the train or test split when widths are ambiguous.")
+@click.option("--eval-last", type=int, default=0, show_default=True, help="Mark the last K completed rows as eval.")
+@click.option("--val-last", type=int, default=0, show_default=True, help="Mark K rows before those as val.")
+@mode_opt
+def ingest_reference_cmd(store, directory, alpha, experiment, margin_map, eval_last, val_last, mode):
+    """Ingest a reference-implementation store (masks.npy, margin arrays, _completed.npy);
+    only completed rows are read.
+
+    \b
+      dmstore ingest reference runs ./train_store --alpha 0.5 --experiment resnet9
+    """
+    from dmstore import Store
+    from dmstore.ingest import ingest_reference
+    mapping = {}
+    for item in margin_map:
+        name, sep, split = item.partition("=")
+        if not sep or split not in ("train", "test"):
+            raise click.BadParameter(f"{item!r}: expected NAME=train or NAME=test", param_hint="--margins")
+        mapping[name.removesuffix(".npy")] = split
+    r = ingest_reference(Store.open(store, "a"), directory, alpha, experiment, eval_last, val_last,
+                         mode, mapping)
+    click.echo(r.summary())
+
+
+@ingest.command("parquet")
+@store_arg
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@mode_opt
+def ingest_parquet_cmd(store, files, mode):
+    """Ingest Parquet files that follow schemas/: model files (with a mask column) and margin
+    files (model_id, example_id, margin).
+
+    \b
+      dmstore ingest parquet runs models.parquet margins.parquet
+    """
+    from dmstore import Store
+    from dmstore.ingest import ingest_parquet
+    click.echo(ingest_parquet(Store.open(store, "a"), files, mode).summary())
+
+
+@cli.command()
+@store_arg
+@click.argument("sql")
+@param_opt
+@format_opt
+@out_opt
+def query(store, sql, params, fmt, out):
+    """Run a read-only SQL query over the store's views ('-' reads SQL from stdin).
+
+    \b
+      dmstore query runs "SELECT experiment, alpha, role, count(*) FROM models GROUP BY ALL"
+      dmstore query runs "SELECT * FROM fits WHERE target_id = \\$t" -p t 1347 --format csv
+      echo "SELECT count(*) FROM margins" | dmstore query runs -
+    """
+    from dmstore.db import query as run_query
+    from dmstore.output import write_result
+    if sql == "-":
+        sql = sys.stdin.read()
+    write_result(run_query(store, sql, dict(params)), fmt, out)
+
+
+@cli.command()
+@store_arg
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(store, as_json):
+    """Experiments, alphas, models by role, targets, fits and bytes on disk."""
+    from dmstore import Store
+    i = Store.open(store).info()
+    if as_json:
+        click.echo(json.dumps(i, indent=2))
+        return
+    click.echo(f"store {i['path']} (format version {i['format_version']}, created {i['created_at']})")
+    click.echo(f"examples: " + ", ".join(f"{k} {v}" for k, v in i["examples"].items())
+               + f"; mask width d = {i['train_size']}")
+    if not i["experiments"]:
+        click.echo("no models yet")
+    for e in i["experiments"]:
+        click.echo(f"  {e['experiment']}  alpha={e['alpha']:g}  role={e['role']}: "
+                   f"{e['models']} models on {e['masks']} masks")
+    click.echo(f"targets with margins: {i['targets_with_margins']}; fits: {i['fits']}")
+    click.echo(f"bytes on disk: {i['bytes_on_disk']:,}")
+
+
+@cli.command()
+@store_arg
+@click.argument("relation", required=False)
+def schema(store, relation):
+    """Columns and types of every relation (or one)."""
+    from dmstore.db import connect, view_names
+    con = connect(store)
+    names = [relation] if relation else view_names()
+    for name in names:
+        if name not in view_names():
+            raise click.BadParameter(f"unknown relation {name!r}; one of {', '.join(view_names())}",
+                                     param_hint="RELATION")
+        click.echo(f"{name}:")
+        for col, typ, *_ in con.execute(f'DESCRIBE "{name}"').fetchall():
+            click.echo(f"  {col:<16} {typ}")
+
+
+@cli.command()
+@store_arg
+@click.argument("relation", required=False)
+@click.option("--sql", default=None, help="Export the rows of this read-only query instead.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json", "jsonl"]), default="parquet",
+              show_default=True)
+@click.option("-o", "--output", "out", type=click.Path(), required=True, help="File (or directory with --partition-by).")
+@click.option("--partition-by", multiple=True, help="Parquet only: write a directory partitioned by this column.")
+@param_opt
+def export(store, relation, sql, fmt, out, partition_by, params):
+    """Export a relation or a query's rows for analysts (masks become packed BLOBs).
+
+    \b
+      dmstore export runs models -o models.parquet
+      dmstore export runs --sql "SELECT * FROM datamodels WHERE fit_id = 1" --format csv -o dm.csv
+      dmstore export runs weights --partition-by fit_id -o weights/
+    """
+    from dmstore.db import export as run_export
+    if (relation is None) == (sql is None):
+        raise click.UsageError("give a RELATION or --sql, not both")
+    n = run_export(store, out, relation, sql, fmt, list(partition_by), dict(params))
+    click.echo(f"wrote {n} rows to {out}", err=True)
+
+
+@cli.command()
+@store_arg
+def migrate(store):
+    """Migrate a store written by an older format version (format 1 is the first)."""
+    from dmstore import Store
+    from dmstore.schema import format_version
+    Store.open(store)  # raises, naming both versions, when it is not the current format
+    click.echo(f"{store} is at format version {format_version()}; nothing to migrate")
+
+
+def main():
+    cli(prog_name="dmstore")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""Ingestion paths beyond `Store.append`: the paper's published `.npy` release, the reference
+implementation's training store, and Parquet files that follow `schemas/`.
+
+Every path memory-maps or streams its input in chunks of models, validates all of it first, and
+writes only when everything is valid (see `Store.ingest`).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from . import validate as V
+from .batch import ModelBatch
+from .errors import InputError
+from .store import IngestReport, Store
+
+MAX_CELLS = 4_000_000  # margins per chunk: bounds memory whatever the file size
+
+
+def load_npy(path: Path, ndim: int | None = None) -> np.ndarray:
+    """Memory-map a `.npy` file; a typed error names the file when it is not one or is cut short."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npy file ({e}); it may be truncated or of "
+                         f"another format — re-copy or re-export it with np.save") from None
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{path}: holds an .npz archive, not a single .npy array")
+    if ndim is not None and arr.ndim != ndim:
+        raise InputError(f"{path}: expected a {ndim}-D array, got shape {arr.shape}")
+    return arr
+
+
+class _ArraySource:
+    """Chunks of (masks, margins on targets) read from memory-mapped arrays, validated per file."""
+
+    def __init__(self, store: Store, experiment: str, alpha: float, masks_path: Path,
+                 margin_files: list[tuple[Path, np.ndarray]], source: str, rows: np.ndarray,
+                 roles: np.ndarray, accuracies: dict, desc: str):
+        self.store, self.experiment, self.alpha = store, experiment, alpha
+        self.masks_path = masks_path
+        self.masks = load_npy(masks_path, 2)
+        self.margins = [(p, load_npy(p, 2), t) for p, t in margin_files]
+        self.source, self.rows, self.roles, self.acc, self.desc = source, rows, roles, accuracies, desc
+        self.targets = np.concatenate([t for _, _, t in self.margins])
+        if np.unique(self.targets).size != self.targets.size:
+            raise InputError("two margin files map to the same targets; ingest one of them")
+        m = self.masks.shape[0]
+        for p, a, t in self.margins:
+            if a.shape[0] < m:
+                raise InputError(f"{p}: {a.shape[0]} rows but {masks_path.name} has {m}; every "
+                                 f"file needs one row per model")
+            if a.shape[1] != t.size:
+                raise InputError(f"{p}: {a.shape[1]} columns but the store has {t.size} examples "
+                                 f"of that split; margins map to examples in example_id order")
+        self.step = max(1, MAX_CELLS // max(1, self.targets.size))
+        self._digests: dict[int, list] = {}
+
+    def __call__(self):
+        rows = self.rows
+        bar = tqdm(total=rows.size, desc=self.desc, unit="model", disable=None, leave=False)
+        for lo in range(0, rows.size, self.step):
+            sel = rows[lo:lo + self.step]
+            a, b = int(sel[0]), int(sel[-1]) + 1
+            contiguous = b - a == sel.size
+            take = (lambda arr: np.asarray(arr[a:b])) if contiguous else (lambda arr: np.asarray(arr[sel]))
+            masks = V.masks_to_bool(take(self.masks), self.store.d, str(self.masks_path), a)
+            parts = [V.margins_to_f32(take(arr), sel.size, t.size, str(p), a)
+                     for p, arr, t in self.margins]
+            batch = ModelBatch.from_arrays(
+                experiment=self.experiment, alpha=self.alpha, masks=masks,
+                margins=np.concatenate(parts, axis=1), target_ids=self.targets, d=self.store.d,
+                n_examples=self.store.n_examples, where=str(self.masks_path), roles=self.roles[lo:lo + sel.size],
+                source=self.source, source_rows=sel, row0=a,
+                train_accuracy=None if "train" not in self.acc else np.asarray(self.acc["train"][sel]),
+                test_accuracy=None if "test" not in self.acc else np.asarray(self.acc["test"][sel]),
+                digests=self._digests.get(lo))
+            self._digests[lo] = batch.digests
+            bar.update(sel.size)
+            yield batch
+        bar.close()
+
+
+def _roles(m: int, eval_last: int, val_last: int) -> np.ndarray:
+    if eval_last < 0 or val_last < 0 or eval_last + val_last > m:
+        raise InputError(f"--eval-last {eval_last} and --val-last {val_last} must be >= 0 and "
+                         f"together at most the {m} rows")
+    roles = np.full(m, "fit", dtype=object)
+    if val_last:
+        roles[m - eval_last - val_last:m - eval_last] = "val"
+    if eval_last:
+        roles[m - eval_last:] = "eval"
+    return roles
+
+
+def release_files(directory: Path, alpha: float) -> dict:
+    """Find `train_masks_<P>pct.npy`, `train_margins_<P>pct.npy`, `test_margins_<P>pct.npy`."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a directory")
+    pct = round(alpha * 100)
+    found = {}
+    for key in ("train_masks", "train_margins", "test_margins"):
+        p = directory / f"{key}_{pct}pct.npy"
+        if p.exists():
+            found[key] = p
+    if "train_masks" not in found:
+        have = sorted(p.name for p in directory.glob("*.npy"))
+        raise InputError(f"{directory}: no train_masks_{pct}pct.npy for alpha {alpha}; found "
+                         f"{', '.join(have) or 'no .npy files'}")
+    if len(found) == 1:
+        raise InputError(f"{directory}: no train_margins_{pct}pct.npy or test_margins_{pct}pct.npy")
+    return found
+
+
+def ingest_release(store: Store, directory, alpha: float, experiment: str, eval_last: int = 0,
+                   val_last: int = 0, mode: str = "append") -> IngestReport:
+    """Ingest the paper's release format: bool masks [M, d], float16 margins [M, d] / [M, n_test]."""
+    alpha = V.check_alpha(alpha)
+    files = release_files(Path(directory), alpha)
+    margin_files = []
+    if "train_margins" in files:
+        margin_files.append((files["train_margins"], store.example_ids("train")))
+    if "test_margins" in files:
+        margin_files.append((files["test_margins"], store.example_ids("test")))
+    m = load_npy(files["train_masks"], 2).shape[0]
+    src = _ArraySource(store, experiment, alpha, files["train_masks"], margin_files, "release",
+                       np.arange(m), _roles(m, eval_last, val_last), {}, "ingest release")
+    return store.ingest(src, mode)
+
+
+def ingest_reference(store: Store, directory, alpha: float, experiment: str, eval_last: int = 0,
+                     val_last: int = 0, mode: str = "append", margin_targets: dict | None = None
+                     ) -> IngestReport:
+    """Ingest a reference-implementation store: `masks.npy`, margin arrays, `_completed.npy`.
+    Only completed rows are read. Each 2-D margin array maps to the train or test split by its
+    width, or by `margin_targets[name]` ('train' | 'test') when widths are ambiguous."""
+    alpha = V.check_alpha(alpha)
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"{directory}: not a directory")
+    for need in ("masks.npy", "_completed.npy"):
+        if not (directory / need).exists():
+            raise InputError(f"{directory}: missing {need}; a reference store holds masks.npy, "
+                             f"margin arrays and _completed.npy")
+    completed = np.asarray(load_npy(directory / "_completed.npy", 1))
+    if completed.dtype != np.bool_:
+        raise InputError(f"{directory / '_completed.npy'}: expected bool, got {completed.dtype}")
+    rows = np.flatnonzero(completed)
+    if not rows.size:
+        raise InputError(f"{directory / '_completed.npy'}: no completed rows to ingest")
+    d, n_test = store.d, store.example_ids("test").size
+    margin_files, acc = [], {}
+    margin_targets = dict(margin_targets or {})
+    for p in sorted(directory.glob("*.npy")):
+        if p.name.startswith("_") or p.name == "masks.npy":
+            continue
+        arr = load_npy(p)
+        name = p.stem
+        if arr.ndim == 1 and re.search(r"acc", name):
+            acc["test" if "test" in name else "train"] = arr
+            continue
+        if arr.ndim != 2:
+            continue
+        split = margin_targets.pop(name, None)
+        if split is None:
+            if d == n_test and arr.shape[1] == d:
+                raise InputError(f"{p}: {arr.shape[1]} columns fit both splits; say which with "
+                                 f"--margins {name}=train or --margins {name}=test")
+            split = "train" if arr.shape[1] == d else "test" if arr.shape[1] == n_test else None
+        if split not in ("train", "test"):
+            raise InputError(f"{p}: {arr.shape[1]} columns match neither the {d} train nor the "
+                             f"{n_test} test examples; map it with --margins {name}=train|test")
+        margin_files.append((p, store.example_ids(split)))
+    if margin_targets:
+        raise InputError(f"--margins names {', '.join(margin_targets)} but no such array is in {directory}")
+    if not margin_files:
+        raise InputError(f"{directory}: no margin arrays (2-D .npy files besides masks.npy)")
+    m = load_npy(directory / "masks.npy", 2).shape[0]
+    if completed.size != m:
+        raise InputError(f"{directory / '_completed.npy'}: {completed.size} rows but masks.npy has {m}")
+    roles_all = _roles(rows.size, eval_last, val_last)
+    src = _ArraySource(store, experiment, alpha, directory / "masks.npy", margin_files,
+                       "reference", rows, roles_all, acc, "ingest reference")
+    return store.ingest(src, mode)
+
+
+# ---------------------------------------------------------------------------------- parquet
+def _mask_column_to_packed(col: pa.ChunkedArray, d: int, where: str) -> np.ndarray:
+    """BLOB (np.packbits) or BIT-as-text ('0101…') masks → uint8 [m, ceil(d/8)]."""
+    width = (d + 7) // 8
+    values = col.to_pylist()
+    out = np.zeros((len(values), width), np.uint8)
+    for i, v in enumerate(values):
+        if isinstance(v, (bytes, bytearray)):
+            if len(v) != width:
+                raise InputError(f"{where}: row {i}: mask has {len(v)} bytes; a packed mask of "
+                                 f"d = {d} bits has {width}")
+            out[i] = np.frombuffer(v, np.uint8)
+        elif isinstance(v, str) and set(v) <= {"0", "1"}:
+            if len(v) < d:
+                raise InputError(f"{where}: row {i}: mask has {len(v)} bits but d = {d}")
+            out[i] = np.packbits(np.frombuffer(v[:d].encode(), np.uint8) - 48)
+        else:
+            raise InputError(f"{where}: row {i}: mask must be packed bytes or a '0101…' bit string")
+    return out
+
+
+def ingest_parquet(store: Store, files, mode: str = "append") -> IngestReport:
+    """Ingest Parquet/Arrow files that follow `schemas/`: files with a `mask` column are model
+    tables, files with a `margin` column are margin tables (model_id, example_id, margin)."""
+    files = [Path(f) for f in files]
+    model_files, margin_files = [], []
+    for f in files:
+        if not f.exists():
+            raise InputError(f"{f}: no such file")
+        try:
+            names = pq.read_schema(f).names
+        except (pa.ArrowInvalid, OSError) as e:
+            raise InputError(f"{f}: not a Parquet file ({e})") from None
+        if "mask" in names:
+            model_files.append(f)
+        elif "margin" in names:
+            margin_files.append(f)
+        else:
+            raise InputError(f"{f}: neither a models file (with 'mask') nor a margins file "
+                             f"(with 'margin'); see schemas/models.json and schemas/margins.json")
+    if not model_files or not margin_files:
+        raise InputError("give at least one models file and one margins file")
+    need = ["model_id", "experiment", "alpha", "mask"]
+    parts = []
+    for f in model_files:
+        t = pq.read_table(f)
+        missing = [c for c in need if c not in t.column_names]
+        if missing:
+            raise InputError(f"{f}: missing column(s) {', '.join(missing)}")
+        parts.append(t)
+    models = pa.concat_tables(parts, promote_options="permissive")
+    con = duckdb.connect()
+    con.execute("SET VARIABLE margin_files = ?", [[str(f) for f in margin_files]])
+    report = IngestReport()
+    groups = models.group_by(["experiment", "alpha"]).aggregate([]).to_pylist()
+    opt = lambda t, c: None if c not in t.column_names else t[c]  # noqa: E731
+    for g in groups:
+        exp_, alpha = g["experiment"], g["alpha"]
+        sel = models.filter((pa.compute.equal(models["experiment"], exp_))
+                            & pa.compute.equal(models["alpha"], alpha))
+        sel = sel.take(pa.compute.sort_indices(sel["model_id"]))
+        ids = sel["model_id"].to_numpy()
+        V.no_duplicates(ids, "model id", str(model_files[0]))
+        first = con.execute(
+            "SELECT list(DISTINCT example_id ORDER BY example_id) FROM "
+            "read_parquet(getvariable('margin_files')) WHERE model_id = ?", [int(ids[0])]).fetchone()[0]
+        targets = np.asarray(first or [], np.int32)
+        if not targets.size:
+            raise InputError(f"model {int(ids[0])} has no rows in the margins file(s)")
+        step = max(1, MAX_CELLS // targets.size)
+        cache: dict[int, list] = {}
+
+        def make(sel=sel, ids=ids, targets=targets, step=step, exp_=exp_, alpha=alpha, cache=cache):
+            for lo in range(0, ids.size, step):
+                chunk = sel.slice(lo, step)
+                cid = ids[lo:lo + step]
+                y = con.execute(
+                    "SELECT model_id, example_id, margin FROM read_parquet(getvariable('margin_files')) "
+                    "WHERE model_id BETWEEN ? AND ? ORDER BY model_id, example_id",
+                    [int(cid[0]), int(cid[-1])]).fetchnumpy()
+                keep = np.isin(y["model_id"], cid)
+                mid, eid, val = y["model_id"][keep], y["example_id"][keep], y["margin"][keep]
+                if mid.size != cid.size * targets.size:
+                    raise InputError(f"{margin_files[0]}: models {int(cid[0])}..{int(cid[-1])} do not "
+                                     f"all have margins on the same {targets.size} examples; every model "
+                                     f"of one experiment and alpha needs the same targets")
+                Y = np.asarray(val, np.float32).reshape(cid.size, targets.size)
+                if not (np.array_equal(np.repeat(cid, targets.size), mid)
+                        and np.array_equal(np.tile(targets, cid.size), eid)):
+                    raise InputError(f"{margin_files[0]}: margins of models {int(cid[0])}..{int(cid[-1])} "
+                                     f"are not one row per (model, target)")
+                packed = _mask_column_to_packed(chunk["mask"], store.d, str(model_files[0]))
+                masks = np.unpackbits(packed, axis=1, count=store.d).view(bool)
+                b = ModelBatch.from_arrays(
+                    experiment=exp_, alpha=alpha, masks=masks, margins=Y, target_ids=targets,
+                    d=store.d, n_examples=store.n_examples, where=str(model_files[0]),
+                    seeds=_ints_or_none(opt(chunk, "seed")), mask_ids=_ints_or_none(opt(chunk, "mask_id")),
+                    roles=None if opt(chunk, "role") is None else chunk["role"].to_pylist(),
+                    model_ids=cid, source="parquet", row0=lo,
+                    train_accuracy=_floats_or_none(opt(chunk, "train_accuracy")),
+                    test_accuracy=_floats_or_none(opt(chunk, "test_accuracy")),
+                    digests=cache.get(lo))
+                cache[lo] = b.digests
+                yield b
+        r = store.ingest(make, mode)
+        for k in ("added", "skipped", "replaced", "ignored", "batches"):
+            setattr(report, k, getattr(report, k) + getattr(r, k))
+        report.model_ids = np.concatenate([report.model_ids, r.model_ids])
+    return report
+
+
+def _ints_or_none(col):
+    if col is None or col.null_count == len(col):
+        return None
+    if col.null_count:
+        raise InputError("seed/mask_id columns must be all null or all set within one file")
+    return col.to_numpy()
+
+
+def _floats_or_none(col):
+    if col is None or col.null_count == len(col):
+        return None
+    return np.asarray(col.to_pylist(), dtype=np.float64)

@@ -1,0 +1,139 @@
+"""Where things live inside a store directory, and the two primitives every writer uses:
+an exclusive writer lock and an atomic directory commit.
+
+    STORE/dmstore.json                       manifest (format version, d, created_at, …)
+    STORE/examples.parquet                   written once by `init`
+    STORE/batches/<batch>/models.parquet     one ingested batch of models …
+    STORE/batches/<batch>/margins.parquet    … and its margins (committed together)
+    STORE/fits/<fit>/{fit_runs,fits,weights}.parquet
+    STORE/.tmp/<batch>/                      private: files being written (never globbed)
+    STORE/.lock                              private: writer lock (fcntl)
+
+A batch directory is built complete under `.tmp/` and moved into place with one `os.replace`, so a
+reader globbing `batches/*/…` sees a whole batch or nothing, and a writer killed mid-write leaves
+only a private temp directory that the next writer removes.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import arrow_schema
+
+MANIFEST = "dmstore.json"
+EXAMPLES = "examples.parquet"
+BATCHES = "batches"
+FITS = "fits"
+TMP = ".tmp"
+LOCK = ".lock"
+EMPTY = "0-empty"  # zero-row files that pin column types and keep globs non-empty
+
+# Per-column Parquet encodings. Margins are float32 that often came from float16: splitting the
+# bytes into streams lets zstd drop the all-zero low mantissa bytes.
+_WRITE_OPTIONS = {
+    "margins": dict(use_dictionary=["example_id"], use_byte_stream_split=["margin"]),
+    "weights": dict(use_dictionary=["fit_id", "target_id", "lam"], use_byte_stream_split=["weight"]),
+}
+
+
+def new_unit_id() -> str:
+    """A sortable, collision-free name for a batch or temp directory: time, pid, random."""
+    return f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def write_parquet(table: pa.Table, path: Path, kind: str, metadata: dict | None = None) -> None:
+    """Write `table` (cast to schema `kind`) to `path` with the store's compression settings;
+    `metadata` (str → str) goes into the file's key-value metadata."""
+    schema = arrow_schema(kind)
+    extra = [table.schema.field(c) for c in table.column_names if c not in schema.names]
+    if extra:  # user columns (examples only) follow the contract's columns
+        schema = pa.schema(list(schema) + extra)
+        table = table.select(schema.names)
+    table = table.cast(schema) if not table.schema.equals(schema) else table
+    if metadata:
+        table = table.replace_schema_metadata({k: str(v) for k, v in metadata.items()})
+    opts = _WRITE_OPTIONS.get(kind, {})
+    pq.write_table(table, path, compression="zstd", compression_level=3,
+                   row_group_size=1 << 20, write_statistics=True, **opts)
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path):
+    """Exclusive writer lock on the store (blocks until free). Readers never take it."""
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class StagedUnit:
+    """A directory of Parquet files built privately under `.tmp/` and committed in one rename."""
+
+    def __init__(self, root: Path, parent: str, name: str | None = None):
+        self.root, self.parent = root, parent
+        self.name = name or new_unit_id()
+        self.tmp = root / TMP / f"{self.name}"
+        self.tmp.mkdir(parents=True)
+
+    def write(self, kind: str, table: pa.Table, metadata: dict | None = None) -> None:
+        write_parquet(table, self.tmp / f"{kind}.parquet", kind, metadata)
+
+    def commit(self) -> Path:
+        """Move the staged directory into `parent/` atomically; returns its final path."""
+        for f in self.tmp.iterdir():  # make the data durable before it becomes visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        final = self.root / self.parent / self.name
+        os.replace(self.tmp, final)
+        return final
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def remove_unit(root: Path, unit: Path) -> None:
+    """Remove a committed unit: first renamed out of the globbed folder (atomic), then deleted."""
+    trash = root / TMP / f"trash-{new_unit_id()}"
+    os.replace(unit, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(root: Path) -> int:
+    """Delete `.tmp/` entries left by writers that died (their pid is gone). Call under the lock."""
+    n = 0
+    tmp = root / TMP
+    if not tmp.exists():
+        return 0
+    for entry in tmp.iterdir():
+        parts = entry.name.split("-")
+        try:
+            pid = int(parts[-2])
+        except (IndexError, ValueError):
+            continue
+        if entry.name.startswith("trash-") or not _pid_alive(pid) or pid == os.getpid():
+            if pid == os.getpid() and not entry.name.startswith("trash-"):
+                continue  # one of ours, still being written
+            shutil.rmtree(entry, ignore_errors=True)
+            n += 1
+    return n

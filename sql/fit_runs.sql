@@ -1,0 +1,6 @@
+-- view: fit_runs
+-- One row per regression run: estimator, models used, solver settings, convergence, wall time.
+-- Parameters: none.
+-- Columns: see schemas/fit_runs.json.
+CREATE OR REPLACE VIEW fit_runs AS
+SELECT * FROM read_parquet(getvariable('dmstore_root') || '/fits/*/fit_runs.parquet');
