@@ -119,7 +119,7 @@ def export(store, out, relation: str | None = None, sql: str | None = None, fmt:
     cols = [f'"{c}"::BLOB AS "{c}"' if str(t) == "BIT" else f'"{c}"' for c, t in zip(rel.columns, rel.types)]
     rel = rel.project(", ".join(cols))
     out = str(Path(out))
-    n = rel.aggregate("count(*)").fetchone()[0]
+    n = rel.aggregate("count(*)").fetchall()[0][0]
     try:
         if fmt == "parquet":
             if partition_by:

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -252,9 +253,8 @@ def ingest_parquet(store: Store, files, mode: str = "append") -> IngestReport:
     opt = lambda t, c: None if c not in t.column_names else t[c]  # noqa: E731
     for g in groups:
         exp_, alpha = g["experiment"], g["alpha"]
-        sel = models.filter((pa.compute.equal(models["experiment"], exp_))
-                            & pa.compute.equal(models["alpha"], alpha))
-        sel = sel.take(pa.compute.sort_indices(sel["model_id"]))
+        sel = models.filter(pc.and_(pc.equal(models["experiment"], exp_), pc.equal(models["alpha"], alpha)))
+        sel = sel.take(pc.sort_indices(sel["model_id"]))
         ids = sel["model_id"].to_numpy()
         V.no_duplicates(ids, "model id", str(model_files[0]))
         first = con.execute(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as _dt
 import decimal
 import io
@@ -10,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import InputError
@@ -81,9 +81,12 @@ def write_result(t: pa.Table, fmt: str, out: str | None) -> None:
     if fmt == "table":
         text = render_table(t, max_rows=t.num_rows if not to_stdout else 200)
     elif fmt == "csv":
-        buf = io.BytesIO()
-        pacsv.write_csv(_text_safe(t), buf)
-        text = buf.getvalue().decode()
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(t.column_names)
+        for batch in _text_safe(t).to_batches():
+            w.writerows(zip(*(c.to_pylist() for c in batch.columns)))
+        text = buf.getvalue()
     elif fmt == "json":
         text = json.dumps([_jsonable(r) for r in t.to_pylist()], indent=1) + "\n"
     else:

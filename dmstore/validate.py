@@ -13,9 +13,9 @@ MODES = ("error", "append", "overwrite", "ignore")
 
 
 def alpha_tolerance(alpha: float, d: int) -> float:
-    """Largest |n_included/d − α| accepted: six binomial standard deviations (so Bernoulli(α)
-    masks pass) and at least 0.01 and one example."""
-    return max(0.01, 1.0 / d, 6.0 * math.sqrt(alpha * (1 - alpha) / d))
+    """Largest |n_included/d − α| accepted by default: six binomial standard deviations (so
+    Bernoulli(α) masks pass on large d), capped at 0.05, and never below 1.5 examples."""
+    return max(1.5 / d, min(0.05, 6.0 * math.sqrt(alpha * (1 - alpha) / d)))
 
 
 def check_alpha(alpha) -> float:
@@ -61,15 +61,17 @@ def masks_to_bool(masks, d: int, where: str, row0: int = 0) -> np.ndarray:
                      f"save masks as bool (or 0/1 integers)")
 
 
-def check_mask_rows(n_included: np.ndarray, alpha: float, d: int, where: str, row0: int = 0) -> None:
-    tol = alpha_tolerance(alpha, d)
+def check_mask_rows(n_included: np.ndarray, alpha: float, d: int, where: str, row0: int = 0,
+                    tol: float | None = None) -> None:
+    tol = alpha_tolerance(alpha, d) if tol is None else tol
     frac = n_included / d
     bad = np.flatnonzero(np.abs(frac - alpha) > tol)
     if bad.size:
         r = bad[0]
         raise InputError(f"{where}: row {row0 + r}: mask includes {int(n_included[r])} of {d} train "
                          f"examples (observed alpha {frac[r]:.4f}) but alpha = {alpha}; "
-                         f"{bad.size} row(s) disagree. Pass the alpha the masks were drawn with")
+                         f"{bad.size} row(s) disagree (tolerance {tol:.4f}). Pass the alpha the masks were "
+                         f"drawn with, or a wider alpha tolerance for Bernoulli masks")
 
 
 def margins_to_f32(margins, m: int, n: int, where: str, row0: int = 0) -> np.ndarray:

@@ -1,0 +1,145 @@
+"""CLI exit codes (0 ok, 1 error, 2 usage), output formats, read-only queries, parameters."""
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+
+from conftest import snapshot
+
+
+def run(*args, input=None, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input, env=env)
+
+
+def test_init_info_schema(tmp_path):
+    st = tmp_path / "s"
+    r = run("init", st, "--train-size", 10, "--test-size", 3)
+    assert r.exit_code == 0, r.output
+    assert run("init", st, "--train-size", 10).exit_code == 1  # exists
+    r = run("info", st, "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["examples"] == {"train": 10, "test": 3}
+    r = run("schema", st, "models")
+    assert r.exit_code == 0 and "mask" in r.output and "BIT" in r.output
+    assert run("schema", st, "nope").exit_code == 2
+
+
+def test_init_from_examples_file(tmp_path):
+    f = tmp_path / "ex.csv"
+    f.write_text("example_id,split,label,group_key,note\n0,train,1,a,x\n1,train,0,b,y\n2,test,1,a,z\n")
+    r = run("init", tmp_path / "s", "--examples", f)
+    assert r.exit_code == 0, r.output
+    r = run("query", tmp_path / "s", "SELECT example_id, group_key, note FROM examples ORDER BY 1", "--format", "csv")
+    assert r.output.splitlines() == ["example_id,group_key,note", "0,a,x", "1,b,y", "2,a,z"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("example_id,split\n0,test\n1,train\n")
+    r = run("init", tmp_path / "s2", "--examples", bad)
+    assert r.exit_code == 1 and "train split comes first" in r.output
+    assert not (tmp_path / "s2").exists()
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run("init", tmp_path / "s").exit_code == 2            # no size
+    assert run("query").exit_code == 2                            # no args
+    assert run("nope").exit_code == 2
+    assert run("query", tmp_path / "s", "select 1", "--format", "xml").exit_code == 2
+
+
+def test_query_formats(filled, tmp_path):
+    s = filled.root
+    q = "SELECT model_id, seed, role FROM models WHERE model_id < 3 ORDER BY 1"
+    r = run("query", s, q)
+    assert r.exit_code == 0 and r.output.splitlines()[0].split() == ["model_id", "seed", "role"]
+    r = run("query", s, q, "--format", "csv")
+    assert r.output.splitlines()[1].startswith("0,")
+    rows = json.loads(run("query", s, q, "--format", "json").output)
+    assert [x["model_id"] for x in rows] == [0, 1, 2]
+    lines = run("query", s, q, "--format", "jsonl").output.splitlines()
+    assert [json.loads(x)["role"] for x in lines] == ["fit"] * 3
+    out = tmp_path / "q.parquet"
+    assert run("query", s, q, "--format", "parquet", "-o", out).exit_code == 0
+    assert pq.read_table(out).num_rows == 3
+    assert run("query", s, q, "--format", "parquet").exit_code == 1  # needs -o
+
+
+def test_query_params_and_stdin(filled):
+    s = filled.root
+    r = run("query", s, "SELECT count(*) AS n FROM models WHERE role = $r AND model_id >= $lo",
+            "-p", "r", "fit", "-p", "lo", "10", "--format", "jsonl")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["n"] == 30
+    r = run("query", s, "-", "--format", "csv", input="SELECT count(*) AS n FROM margins")
+    assert r.output.splitlines() == ["n", str(60 * 52)]
+
+
+@pytest.mark.parametrize("sql", [
+    "DROP VIEW models", "CREATE TABLE t AS SELECT 1", "COPY (SELECT 1) TO '/tmp/x.csv'",
+    "ATTACH '/tmp/x.db'", "INSTALL httpfs", "LOAD httpfs", "INSERT INTO t VALUES (1)",
+    "SET threads = 1", "PRAGMA version", "SELECT 1; DROP VIEW models", "SELECT 1 INTO t",
+    "SELEC 1 FROM", "UPDATE t SET a = 1", "DELETE FROM t",
+])
+def test_query_refuses_non_reads(filled, sql):
+    before = snapshot(filled.root)
+    r = run("query", filled.root, sql)
+    assert r.exit_code == 1, (sql, r.output)
+    assert r.output.startswith("Error: ")
+    assert snapshot(filled.root) == before
+
+
+def test_query_errors_are_exit_1(filled):
+    r = run("query", filled.root, "SELECT no_such_column FROM models")
+    assert r.exit_code == 1 and "no_such_column" in r.output
+
+
+def test_env_store(filled):
+    env = {"DMSTORE_STORE": str(filled.root)}
+    r = run("query", "SELECT count(*) AS n FROM models", "--format", "csv", env=env)
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == ["n", "60"]
+    assert run("info", env=env).exit_code == 0
+
+
+def test_ingest_release_cli_and_idempotent(tmp_path, synth):
+    rel = tmp_path / "rel"
+    rel.mkdir()
+    np.save(rel / "train_masks_50pct.npy", synth.masks)
+    np.save(rel / "test_margins_50pct.npy", synth.margins[:, 40:].astype(np.float16))
+    st = tmp_path / "s"
+    run("init", st, "--train-size", 40, "--test-size", 12)
+    r = run("ingest", "release", st, rel, "--alpha", 0.5, "--experiment", "c", "--eval-last", 5)
+    assert r.exit_code == 0 and "added 60" in r.output, r.output
+    before = snapshot(st)
+    r = run("ingest", "release", st, rel, "--alpha", 0.5, "--experiment", "c", "--eval-last", 5)
+    assert r.exit_code == 0 and "skipped 60" in r.output
+    assert snapshot(st) == before
+    r = run("ingest", "release", st, rel, "--alpha", 0.2, "--experiment", "c")
+    assert r.exit_code == 1 and "train_masks_20pct.npy" in r.output
+    r = run("ingest", "release", st, rel, "--experiment", "c")
+    assert r.exit_code == 2
+
+
+def test_export(filled, tmp_path):
+    s = filled.root
+    for fmt in ("parquet", "csv", "json", "jsonl"):
+        out = tmp_path / f"m.{fmt}"
+        r = run("export", s, "margins", "--format", fmt, "-o", out)
+        assert r.exit_code == 0, r.output
+        assert out.exists() and out.stat().st_size > 0
+    assert len(json.loads((tmp_path / "m.json").read_text())) == 60 * 52
+    r = run("export", s, "--sql", "SELECT model_id, role FROM models", "--partition-by", "role",
+            "-o", tmp_path / "parts")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "parts").iterdir()) == ["role=eval", "role=fit", "role=val"]
+    assert run("export", s, "nope", "-o", tmp_path / "x").exit_code == 1
+    assert run("export", s, "-o", tmp_path / "x").exit_code == 2
+    assert run("export", s, "--sql", "DROP VIEW models", "-o", tmp_path / "x").exit_code == 1
+
+
+def test_python_m_dmstore(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "dmstore", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "dmstore" in r.stdout

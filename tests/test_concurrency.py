@@ -1,0 +1,118 @@
+"""Many writers at once with a reader running: no row lost, no partial file ever visible;
+a writer killed with SIGKILL mid-write leaves nothing visible."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from dmstore import Store
+
+from conftest import snapshot
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np
+    sys.path.insert(0, {tests!r})
+    from conftest import alpha_masks
+    from dmstore import Store
+    k, n_batches, per, d, n = map(int, sys.argv[1:6])
+    store = Store.open({root!r}, "a")
+    rng = np.random.default_rng(k)
+    for b in range(n_batches):
+        masks = alpha_masks(rng, per, d, 0.5)
+        Y = rng.normal(size=(per, n)).astype(np.float32)
+        store.append("w%d" % k, 0.5, masks, Y, np.arange(n), seeds=np.arange(per) + 1000 * b)
+""")
+
+READER = textwrap.dedent("""
+    import sys, time, duckdb
+    import dmstore
+    con = dmstore.connect({root!r})
+    last = (0, 0)
+    t_end = time.time() + 120
+    n_ok = 0
+    while time.time() < t_end:
+        m, y = con.sql("SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM margins)").fetchall()[0]
+        assert m % {per} == 0 and y % ({per} * {n}) == 0, (m, y)
+        assert m >= last[0] and y >= last[1], (m, y, last)
+        last = (m, y)
+        n_ok += 1
+        if m == {total}:
+            break
+    print("reads", n_ok, last[0], last[1])
+""")
+
+
+def test_eight_writers_and_a_reader(tmp_path):
+    d, n, per, n_batches, workers = 64, 32, 10, 4, 8
+    store = Store.create(tmp_path / "s", train_size=d, test_size=n - d if n > d else 0)
+    tests = os.path.dirname(__file__)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(tests), env_path()]))
+    total = workers * n_batches * per
+    reader = subprocess.Popen([sys.executable, "-c", READER.format(root=str(store.root), per=per, n=n, total=total)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER.format(tests=tests, root=str(store.root)),
+                               str(k), str(n_batches), str(per), str(d), str(n)],
+                              stderr=subprocess.PIPE, text=True, env=env) for k in range(workers)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    out, err = reader.communicate(timeout=300)
+    assert reader.returncode == 0, err
+    assert out.split()[2:] == [str(total), str(total * n)]
+    con = store.connect()
+    m, distinct, y = con.sql("SELECT count(*), count(DISTINCT model_id), (SELECT count(*) FROM margins) FROM models").fetchall()[0]
+    assert (m, distinct, y) == (total, total, total * n)
+    for k in range(workers):  # every worker's data arrived intact
+        rng = np.random.default_rng(k)
+        from conftest import alpha_masks
+        masks = np.concatenate([(alpha_masks(rng, per, d, 0.5), rng.normal(size=(per, n)))[0] for _ in range(n_batches)])
+        assert np.array_equal(store.mask_matrix(f"w{k}", 0.5), masks)
+
+
+def env_path():
+    return os.environ.get("PYTHONPATH", "")
+
+
+KILLED = textwrap.dedent("""
+    import numpy as np, sys
+    from dmstore import Store
+    store = Store.open({root!r}, "a")
+    rng = np.random.default_rng(0)
+    m, d, n = 6000, 64, 2000
+    masks = np.zeros((m, d), bool); masks[:, :32] = True
+    Y = rng.normal(size=(m, n)).astype(np.float32)
+    print("ready", flush=True)
+    store.append("big", 0.5, masks, Y, np.arange(n))
+""")
+
+
+def test_sigkill_mid_write_leaves_nothing_visible(tmp_path):
+    store = Store.create(tmp_path / "s", train_size=64, test_size=2000 - 64)
+    store.append("small", 0.5, np.tile(np.arange(64) < 32, (3, 1)), np.zeros((3, 5)), np.arange(5))
+    before = snapshot(store.root)
+    con = store.connect()
+    counts = con.sql("SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM margins)").fetchall()
+    p = subprocess.Popen([sys.executable, "-c", KILLED.format(root=str(store.root))],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    tmp = store.root / ".tmp"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill as soon as a batch file is being written
+        if any(tmp.glob("*/margins.parquet")):
+            break
+        time.sleep(0.0005)
+    else:
+        pytest.fail("writer never started writing")
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert snapshot(store.root) == before
+    assert con.sql("SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM margins)").fetchall() == counts
+    assert any(tmp.iterdir())  # the dead writer's private temp directory is still there …
+    Store.open(store.root, "a")  # … until the next writer opens the store
+    assert not any(tmp.iterdir())
+    assert snapshot(store.root) == before
