@@ -252,6 +252,44 @@ def export(store, relation, sql, fmt, out, partition_by, params):
     click.echo(f"wrote {n} rows to {out}", err=True)
 
 
+@cli.command("fit")
+@store_arg
+@click.option("--experiment", required=True, help="Experiment to fit.")
+@click.option("--alpha", type=float, required=True, help="Subsampling fraction to fit.")
+@click.option("--estimator", type=click.Choice(["lasso", "ridge", "ols", "diff_means", "diff_means_correct"]),
+              default="lasso", show_default=True)
+@click.option("--lambdas", "n_lambdas", type=click.IntRange(1), default=30, show_default=True,
+              help="Length of the lambda path (lasso, ridge).")
+@click.option("--lambda-min-ratio", type=float, default=1e-3, show_default=True,
+              help="Smallest lambda as a fraction of each target's lambda_max.")
+@click.option("--targets", default="test", show_default=True,
+              help="test | train | all | ids such as 0,5,100-199.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--keep-path", is_flag=True, help="Also write the weights at every lambda of the path.")
+@click.option("--tol", type=float, default=1e-6, show_default=True,
+              help="Duality gap, relative to the null model's objective.")
+@click.option("--max-iter", type=click.IntRange(1), default=1000, show_default=True, help="Iteration cap per lambda.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Share of fit models held out for lambda selection when the store has no val models.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split.")
+def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, targets, device, dtype,
+            keep_path, tol, max_iter, val_fraction, seed):
+    """Fit one datamodel per target example, all sharing the mask matrix, and write the fits
+    and weights tables.
+
+    \b
+      dmstore fit runs --experiment cifar10 --alpha 0.5
+      dmstore fit runs --experiment cifar10 --alpha 0.5 --targets train --lambdas 15 --keep-path
+      dmstore fit runs --experiment cifar10 --alpha 0.5 --estimator diff_means
+    """
+    from dmstore import Store
+    from dmstore.fit import fit
+    r = fit(Store.open(store, "a"), experiment, alpha, estimator, targets, n_lambdas, lambda_min_ratio,
+            device, dtype, keep_path, tol, max_iter, val_fraction, seed)
+    click.echo(r.summary())
+
+
 @cli.command()
 @store_arg
 def migrate(store):

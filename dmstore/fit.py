@@ -1,0 +1,496 @@
+"""Datamodels for many targets at once: one regression per target example, all sharing the
+store's mask matrix, written back as the `fit_runs`, `fits` and `weights` relations.
+
+Objective (scikit-learn's convention), per target j, X the raw 0/1 masks of the models used:
+
+    min_{w,b}  1/(2m) ‖X w + b − y_j‖² + λ ‖w‖₁          (lasso; ridge uses λ/2 ‖w‖²)
+
+Weights and bias are reported in raw-mask coordinates (X is centred internally, never scaled).
+
+Test targets share one Gram matrix, accumulated by streaming row chunks of the store (`stats`).
+Train targets follow paper eq. 9: models whose mask contains the target are excluded from its
+regression, so every train target has its own row set. That is solved exactly in data space:
+H_j W = Xᵀ(E_j ⊙ (X w − μ_jᵀw)) / m_j with E_j the 0/1 eligibility of each model for target j —
+two products with the mask matrix per iteration instead of one with the Gram matrix, and the fit
+rows of the mask matrix held in memory (as 0/1 in the compute dtype).
+
+λ is chosen per target by MSE on validation models (role 'val', or a seeded hash split of the
+fit models when the store has none), then the target is refit on fit + val models at that λ,
+as the paper's reference implementation does (appendix E.1).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from . import layout as L
+from . import __version__
+from .errors import InputError, NotFoundError
+from .solvers import Problem, cg_solve, gram_matvec, lasso_solve, lipschitz_gram, lipschitz_power
+from .stats import Stats, split_val
+from .validate import check_alpha
+
+ESTIMATORS = ("lasso", "ridge", "ols", "diff_means", "diff_means_correct")
+PATH_ESTIMATORS = ("lasso", "ridge")
+
+
+@dataclass
+class FitResult:
+    fit_id: int
+    estimator: str
+    n_targets: int
+    n_fit: int
+    n_val: int
+    n_not_converged: int
+    max_rel_gap: float
+    wall_time_s: float
+    device: str
+    not_converged_targets: list
+
+    def summary(self) -> str:
+        s = (f"fit {self.fit_id}: {self.estimator} on {self.n_targets} targets, {self.n_fit} fit + "
+             f"{self.n_val} val models, {self.wall_time_s:.1f} s on {self.device}")
+        if self.n_not_converged:
+            s += f"; {self.n_not_converged} (target, lambda) pairs hit the iteration cap"
+        return s
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+# ----------------------------------------------------------------------------- block data
+class GramBlock:
+    """Test targets of one block: everything comes from streamed sufficient statistics."""
+
+    def __init__(self, S_fit: Stats, S_val: Stats, G_cache: dict, dtype):
+        self.S = {"fit": S_fit, "val": S_val}
+        self.S["all"] = S_fit + S_val if S_val is not None and S_val.m else S_fit
+        self.cache, self.dtype = G_cache, dtype
+        self.n = S_fit.xy.shape[1]
+
+    def center(self, group):
+        mu, yb = self.S[group].means()
+        return mu.to(self.dtype)[:, None], yb.to(self.dtype)
+
+    def problem(self, group) -> Problem:
+        key = ("G", group)
+        G, C, s = self.S[group].centered(gram=key not in self.cache)
+        if key not in self.cache:
+            self.cache[key] = G.to(self.dtype)
+            self.cache[("L", group)] = lipschitz_gram(self.cache[key])
+        Gd = self.cache[key]
+        L_ = torch.full((self.n,), self.cache[("L", group)], dtype=self.dtype, device=Gd.device)
+        return Problem(gram_matvec(Gd), C.to(self.dtype), s.to(self.dtype), L_)
+
+    def n_models(self, group):
+        return np.full(self.n, self.S[group].m)
+
+    def val_mse(self, W, mu, yb):
+        Sv = self.S["val"]
+        if Sv is None or not Sv.m:
+            return None
+        key = ("Gv",)
+        Gv, Cv, sv = Sv.centered(mu[:, 0].double(), yb.double(), gram=key not in self.cache)
+        if key not in self.cache:
+            self.cache[key] = Gv.to(self.dtype)
+        Gv = self.cache[key]
+        Cv, sv = Cv.to(self.dtype), sv.to(self.dtype)
+        return (sv - 2 * (Cv * W).sum(0) + (W * gram_matvec(Gv)(W, None)).sum(0)).clamp_min(0)
+
+    def diff_means(self, group):
+        S = self.S[group]
+        n1 = S.sx[:, None]
+        n0 = S.m - n1
+        ok = (n1 > 0) & (n0 > 0)
+        th = torch.where(ok, S.xy / n1.clamp_min(1) - (S.sy[None, :] - S.xy) / n0.clamp_min(1),
+                         torch.zeros_like(S.xy))
+        return th.to(self.dtype)
+
+
+class RowBlock:
+    """Train targets of one block (paper eq. 9): rows containing the target are excluded."""
+
+    def __init__(self, X: dict, Y: dict, target_ids: torch.Tensor, dtype):
+        self.dtype = dtype
+        self.X = {"fit": X["fit"], "val": X["val"]}
+        self.Y = {"fit": Y["fit"], "val": Y["val"]}
+        if X["val"] is not None and X["val"].shape[0]:
+            self.X["all"] = torch.cat([X["fit"], X["val"]])
+            self.Y["all"] = torch.cat([Y["fit"], Y["val"]])
+        else:
+            self.X["all"], self.Y["all"] = X["fit"], Y["fit"]
+        self.t = target_ids
+        self.n = target_ids.numel()
+        self._c = {}
+
+    def _group(self, g):
+        if g not in self._c:
+            X, Y = self.X[g], self.Y[g]
+            E = 1 - X[:, self.t]                                   # [m, n] eligibility
+            m = E.sum(0).clamp_min(1)
+            mu = (X.T @ E) / m
+            yb = (E * Y).sum(0) / m
+            Yc = E * (Y - yb)
+            C = (X.T @ Yc) / m
+            s = (Yc * Yc).sum(0) / m
+            self._c[g] = (X, E, m, mu, yb, C, s)
+        return self._c[g]
+
+    def center(self, group):
+        _, _, _, mu, yb, _, _ = self._group(group)
+        return mu, yb
+
+    def matvec(self, group):
+        X, E, m, mu, _, _, _ = self._group(group)
+
+        def mv(W, cols):
+            shift = (mu[:, cols] * W).sum(0)
+            return X.T @ (E[:, cols] * (X @ W - shift)) / m[cols]
+        return mv
+
+    def problem(self, group) -> Problem:
+        X, E, m, mu, yb, C, s = self._group(group)
+        mv = self.matvec(group)
+        Lc = lipschitz_power(mv, X.shape[1], self.n, C)
+        return Problem(mv, C, s, Lc)
+
+    def n_models(self, group):
+        return self._group(group)[2].cpu().numpy().astype(np.int64)
+
+    def val_mse(self, W, mu, yb):
+        Xv, Yv = self.X["val"], self.Y["val"]
+        if Xv is None or not Xv.shape[0]:
+            return None
+        Ev = 1 - Xv[:, self.t]
+        pred = Xv @ W + (yb - (mu * W).sum(0))
+        err = Ev * (Yv - pred)
+        return (err * err).sum(0) / Ev.sum(0).clamp_min(1)
+
+    def diff_means(self, group):
+        X, E, m, _, _, _, _ = self._group(group)
+        Y = self.Y[group]
+        n1 = X.T @ E
+        sxy = X.T @ (E * Y)
+        sy = (E * Y).sum(0)
+        n0 = m - n1
+        ok = (n1 > 0) & (n0 > 0)
+        return torch.where(ok, sxy / n1.clamp_min(1) - (sy - sxy) / n0.clamp_min(1), torch.zeros_like(sxy))
+
+
+# ----------------------------------------------------------------------------- estimators
+def _train_mse(P: Problem, W):
+    cols = torch.arange(W.shape[1], device=W.device)
+    HW = P.matvec(W, cols)
+    return (P.s - 2 * (P.C * W).sum(0) + (W * HW).sum(0)).clamp_min(0)
+
+
+def _solve_block(block, est, opts, bar):
+    """Fit one block of targets. Returns (rows: list of per-λ dicts of arrays [n],
+    weights: list of (lam [n], W [d, n]) to write)."""
+    n = block.n
+    rows, weights = [], []
+    if est in PATH_ESTIMATORS:
+        P = block.problem("fit")
+        mu, yb = block.center("fit")
+        K = opts["n_lambdas"]
+        ratios = opts["lambda_min_ratio"] ** np.linspace(0, 1, K)
+        if est == "lasso":  # the smallest λ with w = 0
+            lam_max = P.C.abs().amax(0).clamp_min(1e-12)
+        else:  # ridge: from 10·λmax(H) down
+            lam_max = 10 * P.L.clone()
+        W = torch.zeros_like(P.C)
+        best_mse = torch.full((n,), float("inf"), dtype=P.C.dtype, device=P.C.device)
+        best_k = torch.zeros(n, dtype=torch.long, device=P.C.device)
+        W_best = torch.zeros_like(P.C)
+        path = []
+        for k, r in enumerate(ratios):
+            lam = lam_max * float(r)
+            if est == "lasso":
+                sol = lasso_solve(P, lam, W, opts["tol"], opts["max_iter"])
+                W, r2, gap, nit, conv = sol.W, sol.r2, sol.rel_gap, sol.n_iter, sol.converged
+            else:
+                W, it = cg_solve(P, lam, W, max_iter=opts["max_iter"])
+                r2 = _train_mse(P, W)
+                gap, nit, conv = torch.zeros(n), torch.full((n,), int(it)), torch.ones(n, dtype=torch.bool)
+            vm = block.val_mse(W, mu, yb)
+            if vm is None:
+                raise InputError("no validation models: add models with role 'val' or raise val_fraction")
+            better = vm < best_mse
+            best_mse = torch.where(better, vm, best_mse)
+            best_k = torch.where(better, torch.full_like(best_k, k), best_k)
+            W_best[:, better] = W[:, better]
+            path.append(dict(lam=lam, bias=yb - (mu * W).sum(0), train_mse=r2, val_mse=vm,
+                             nnz=(W != 0).sum(0), rel_gap=gap, n_iter=nit, converged=conv))
+            if opts["keep_path"]:
+                weights.append((lam, W.clone(), k))
+            bar.update(1)
+        # refit on fit + val models at each target's selected λ
+        Pa = block.problem("all")
+        mua, yba = block.center("all")
+        lam_sel = lam_max * torch.as_tensor(ratios, dtype=P.C.dtype, device=P.C.device)[best_k]
+        if est == "lasso":
+            sol = lasso_solve(Pa, lam_sel, W_best, opts["tol"], opts["max_iter"])
+            Wf, r2f, gapf, nitf, convf = sol.W, sol.r2, sol.rel_gap, sol.n_iter, sol.converged
+        else:
+            Wf, it = cg_solve(Pa, lam_sel, W_best, max_iter=opts["max_iter"])
+            r2f = _train_mse(Pa, Wf)
+            gapf, nitf, convf = torch.zeros(n), torch.full((n,), int(it)), torch.ones(n, dtype=torch.bool)
+        n_fit, n_all = block.n_models("fit"), block.n_models("all")
+        bk = best_k.cpu().numpy()
+        for k, p in enumerate(path):
+            sel = bk == k
+            row = {key: _np(v) for key, v in p.items()}
+            row["selected"] = sel
+            row["n_models"] = n_fit.copy()
+            row["n_models"][sel] = n_all[sel]
+            for key, v in dict(bias=yba - (mua * Wf).sum(0), train_mse=r2f, nnz=(Wf != 0).sum(0),
+                               rel_gap=gapf, n_iter=nitf, converged=convf).items():
+                row[key] = np.where(sel, _np(v), row[key])
+            rows.append(row)
+        if opts["keep_path"]:
+            weights = [(lam, Wk, k) for lam, Wk, k in weights]
+        weights.append((lam_sel, Wf, -1))
+        return rows, weights, bk
+    # single-solution estimators on fit + val models
+    Pa = block.problem("all")
+    mua, yba = block.center("all")
+    if est == "ols":
+        Wf, it = cg_solve(Pa, torch.zeros(n, dtype=Pa.C.dtype, device=Pa.C.device), torch.zeros_like(Pa.C),
+                          max_iter=opts["max_iter"])
+        nit = torch.full((n,), int(it))
+    else:  # diff_means, diff_means_correct
+        Wf = block.diff_means("all")
+        nit = torch.zeros(n)
+    zero = torch.zeros(n, dtype=Pa.C.dtype)
+    rows.append(dict(lam=zero, bias=yba - (mua * Wf).sum(0), train_mse=_train_mse(Pa, Wf),
+                     val_mse=torch.full((n,), float("nan")), nnz=(Wf != 0).sum(0), rel_gap=zero,
+                     n_iter=nit, converged=torch.ones(n, dtype=torch.bool)))
+    rows[0] = {k: _np(v) for k, v in rows[0].items()}
+    rows[0]["selected"] = np.ones(n, bool)
+    rows[0]["n_models"] = block.n_models("all")
+    bar.update(1)
+    return rows, [(zero, Wf, -1)], np.zeros(n, np.int64)
+
+
+def _np(v):
+    return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets="test",
+        n_lambdas: int = 30, lambda_min_ratio: float = 1e-3, device: str = "auto",
+        dtype: str = "float32", keep_path: bool = False, tol: float = 1e-6, max_iter: int = 1000,
+        val_fraction: float = 0.1, seed: int = 0, block_size: int | None = None,
+        progress: bool | None = None) -> FitResult:
+    """Fit datamodels for `targets` ('test' | 'train' | 'all' | ids) of (experiment, alpha) and
+    write them into the store. See the module docstring for the objective and the procedure."""
+    t0 = time.time()
+    store._require_writable()
+    if estimator not in ESTIMATORS:
+        raise InputError(f"--estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if dtype not in ("float32", "float64"):
+        raise InputError(f"--dtype must be float32 or float64, got {dtype!r}")
+    if not (n_lambdas >= 1 and 0 < lambda_min_ratio < 1):
+        raise InputError("--lambdas must be >= 1 and --lambda-min-ratio in (0, 1)")
+    if not (0 < tol < 1) or max_iter < 1:
+        raise InputError("tol must be in (0, 1) and max_iter >= 1")
+    alpha = check_alpha(alpha)
+    dev = resolve_device(device)
+    dt = torch.float32 if dtype == "float32" else torch.float64
+    tids = store.resolve_targets(targets)
+    d = store.d
+    test_t, train_t = tids[tids >= d], tids[tids < d]
+
+    models = store.models(experiment, alpha, ["fit", "val"], ["model_id", "role"])
+    if models.num_rows == 0:
+        store._require_models(experiment, alpha, ["fit", "val"])
+    ids = models["model_id"].to_numpy()
+    roles = np.asarray(models["role"].to_pylist())
+    if (roles == "val").any():
+        val_ids, val_source = ids[roles == "val"], "role"
+    else:
+        val_ids, val_source = ids[split_val(ids, val_fraction, seed)], "split"
+    val_set = set(val_ids.tolist())
+    n_val, n_fit = len(val_set), int(ids.size - len(val_set))
+    if n_fit < 2:
+        raise InputError(f"only {n_fit} fit models for {experiment!r} at alpha {alpha}; need more")
+
+    opts = dict(n_lambdas=n_lambdas if estimator in PATH_ESTIMATORS else 1,
+                lambda_min_ratio=lambda_min_ratio, tol=tol, max_iter=max_iter, keep_path=keep_path)
+    correct = estimator == "diff_means_correct"
+    if block_size is None:  # ~8 [d, block] working arrays within ~1 GiB
+        block_size = int(max(64, min(16384, (1 << 30) // (8 * max(d, 1) * (4 if dt == torch.float32 else 8)))))
+    test_blocks = [test_t[i:i + block_size] for i in range(0, test_t.size, block_size)]
+    row_block = max(16, block_size // 4)
+    train_blocks = [train_t[i:i + row_block] for i in range(0, train_t.size, row_block)]
+    steps = (len(test_blocks) + len(train_blocks)) * opts["n_lambdas"]
+    bar = tqdm(total=steps, desc=f"fit {estimator}", unit="λ-block", disable=None if progress is None else not progress)
+
+    fit_rows, weight_parts, cache = [], [], {}
+    rows_data = None
+    for bi, block_t in enumerate(test_blocks or [np.zeros(0, np.int32)]):
+        need_rows = bi == 0 and train_t.size > 0
+        if block_t.size == 0 and not need_rows:
+            continue
+        S_fit, S_val, rows_data_b = _scan(store, experiment, alpha, block_t, train_t if need_rows else None,
+                                          val_set, dev, dt, correct, need_gram=bi == 0)
+        if need_rows:
+            rows_data = rows_data_b
+        if bi == 0:
+            cache["xx_fit"], cache["xx_val"] = S_fit.xx, S_val.xx
+        else:
+            S_fit.xx, S_val.xx = cache["xx_fit"], cache["xx_val"]
+        if block_t.size:
+            block = GramBlock(S_fit, S_val, cache, dt)
+            rows, weights, _ = _solve_block(block, estimator, opts, bar)
+            _collect(fit_rows, weight_parts, rows, weights, block_t)
+            del block
+    for block_t in train_blocks:
+        pos = np.searchsorted(train_t, block_t)
+        X, Y = rows_data
+        block = RowBlock(X, {g: None if Y[g] is None else Y[g][:, pos] for g in Y},
+                         torch.as_tensor(block_t.astype(np.int64), device=dev), dt)
+        rows, weights, _ = _solve_block(block, estimator, opts, bar)
+        _collect(fit_rows, weight_parts, rows, weights, block_t)
+    bar.close()
+    return _write(store, experiment, alpha, estimator, fit_rows, weight_parts, dict(
+        n_fit=n_fit, n_val=n_val, val_source=val_source, n_targets=int(tids.size),
+        n_lambdas=opts["n_lambdas"], lambda_min_ratio=lambda_min_ratio if estimator in PATH_ESTIMATORS else None,
+        tol=tol if estimator == "lasso" else None, max_iter=max_iter, dtype=dtype, device=str(dev),
+        params=dict(experiment=experiment, alpha=alpha, estimator=estimator, targets=str(targets) if
+                    isinstance(targets, str) else [int(x) for x in tids], n_lambdas=n_lambdas,
+                    lambda_min_ratio=lambda_min_ratio, tol=tol, max_iter=max_iter, dtype=dtype,
+                    device=device, keep_path=keep_path, val_fraction=val_fraction, seed=seed,
+                    block_size=block_size, dmstore=__version__)), t0)
+
+
+def _scan(store, experiment, alpha, gram_t, row_t, val_set, dev, dt, correct, need_gram):
+    """One streaming pass: Stats for fit/val models on `gram_t`, and (when `row_t` is given) the
+    in-memory X (0/1, compute dtype) and Y of fit/val models for the eq. 9 solver."""
+    d = store.d
+    both = np.union1d(gram_t, row_t) if row_t is not None else gram_t
+    gpos = np.searchsorted(both, gram_t)
+    rpos = np.searchsorted(both, row_t) if row_t is not None else None
+    S = {g: Stats.zeros(d, gram_t.size, dev, gram=need_gram) for g in ("fit", "val")}
+    if need_gram and dt == torch.float32:
+        for g in S:  # 0/1 counts are exact in float32 up to 2**24 models
+            S[g].xx = S[g].xx.float()
+    Xs, Ys = {"fit": [], "val": []}, {"fit": [], "val": []}
+    for ch in store.iter_chunks(experiment, alpha, role=["fit", "val"], targets=both, max_rows=4096):
+        isval = np.fromiter((int(i) in val_set for i in ch["model_ids"]), bool, len(ch["model_ids"]))
+        Yall = ch["margins"]
+        if correct:
+            Yall = (Yall > 0).astype(np.float32)
+        for g, sel in (("fit", ~isval), ("val", isval)):
+            if not sel.any():
+                continue
+            X = torch.as_tensor(ch["masks"][sel]).to(device=dev, dtype=dt)
+            if gram_t.size:
+                Y = torch.as_tensor(np.ascontiguousarray(Yall[sel][:, gpos])).to(device=dev, dtype=dt)
+                S[g].add(X, Y)
+            else:
+                S[g].m += X.shape[0]
+            if row_t is not None:
+                Xs[g].append(X)
+                Ys[g].append(torch.as_tensor(np.ascontiguousarray(Yall[sel][:, rpos])).to(device=dev, dtype=dt))
+    rows = None
+    if row_t is not None:
+        cat = lambda xs, w: torch.cat(xs) if xs else torch.zeros(0, w, dtype=dt, device=dev)  # noqa: E731
+        rows = ({g: cat(Xs[g], d) for g in Xs}, {g: cat(Ys[g], row_t.size) for g in Ys})
+    return S["fit"], S["val"], rows
+
+
+def _collect(fit_rows, weight_parts, rows, weights, block_t):
+    for r in rows:
+        r["target_id"] = block_t
+        fit_rows.append(r)
+    for lam, W, k in weights:
+        Wc = _np(W).astype(np.float32)
+        lam_np = _np(lam).astype(np.float64)
+        tj, ti = np.nonzero(Wc.T)
+        weight_parts.append((block_t[tj], lam_np[tj], ti.astype(np.int32), Wc[ti, tj], k))
+
+
+def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, run, t0) -> FitResult:
+    n = sum(r["target_id"].size for r in fit_rows)
+    cat = lambda k: np.concatenate([r[k] for r in fit_rows]) if fit_rows else np.zeros(0)  # noqa: E731
+    fits = {k: cat(k) for k in ("target_id", "lam", "bias", "train_mse", "val_mse", "nnz", "selected",
+                                "n_models", "rel_gap", "n_iter", "converged")}
+    order = np.lexsort((-fits["lam"], fits["target_id"]))
+    fits = {k: v[order] for k, v in fits.items()}
+    # weights: the selected (refit) solution for every target; path solutions at other λ
+    sel_keys = set(zip(fits["target_id"][fits["selected"]].tolist(), fits["lam"][fits["selected"]].tolist()))
+    wt = [p for p in weight_parts if p[4] == -1]
+    for p in weight_parts:
+        if p[4] >= 0:
+            keep = np.array([(t, lam) not in sel_keys for t, lam in zip(p[0].tolist(), p[1].tolist())], bool)
+            wt.append(tuple(a[keep] for a in p[:4]) + (p[4],))
+    w_cat = [np.concatenate([p[i] for p in wt]) if wt else np.zeros(0) for i in range(4)]
+    worder = np.lexsort((w_cat[2], -w_cat[1], w_cat[0])) if w_cat[0].size else np.zeros(0, np.int64)
+    w_cat = [a[worder] for a in w_cat]
+    conv = fits["converged"].astype(bool)
+    not_conv = sorted(set(fits["target_id"][~conv].tolist()))
+    gaps = fits["rel_gap"][np.isfinite(fits["rel_gap"])]
+    max_gap = float(gaps.max()) if gaps.size and estimator == "lasso" else None
+    wall = time.time() - t0
+    with L.writer_lock(store.root):
+        runs = store.fit_runs()
+        fit_id = int(max(runs["fit_id"].to_pylist() or [0])) + 1
+        nf = fits["target_id"].size
+        fits_t = pa.table({
+            "fit_id": np.full(nf, fit_id, np.int64), "experiment": [experiment] * nf,
+            "alpha": np.full(nf, alpha), "estimator": [estimator] * nf,
+            "target_id": fits["target_id"].astype(np.int32), "lam": fits["lam"].astype(np.float64),
+            "bias": fits["bias"].astype(np.float64), "train_mse": fits["train_mse"].astype(np.float64),
+            "val_mse": pa.array(fits["val_mse"].astype(np.float64), from_pandas=True),
+            "nnz": fits["nnz"].astype(np.int32), "selected": fits["selected"].astype(bool),
+            "n_models": fits["n_models"].astype(np.int64),
+            "rel_gap": fits["rel_gap"].astype(np.float64), "n_iter": fits["n_iter"].astype(np.int32),
+            "converged": conv,
+        })
+        weights_t = pa.table({
+            "fit_id": np.full(w_cat[0].size, fit_id, np.int64), "target_id": w_cat[0].astype(np.int32),
+            "lam": w_cat[1].astype(np.float64), "train_id": w_cat[2].astype(np.int32),
+            "weight": w_cat[3].astype(np.float32),
+        })
+        run_t = pa.table({
+            "fit_id": [fit_id], "experiment": [experiment], "alpha": [alpha], "estimator": [estimator],
+            "created_at": [_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")],
+            "n_fit": [run["n_fit"]], "n_val": [run["n_val"]], "val_source": [run["val_source"]],
+            "n_targets": [run["n_targets"]], "n_lambdas": [run["n_lambdas"]],
+            "lambda_min_ratio": [run["lambda_min_ratio"]], "tol": [run["tol"]],
+            "max_iter": [run["max_iter"]], "dtype": [run["dtype"]], "device": [run["device"]],
+            "wall_time_s": [wall], "max_rel_gap": [max_gap], "n_not_converged": [int((~conv).sum())],
+            "params": [json.dumps(run["params"], sort_keys=True)],
+        })
+        unit = L.StagedUnit(store.root, L.FITS, name=f"{fit_id:08d}-{L.new_unit_id()}")
+        try:
+            unit.write("fits", fits_t)
+            unit.write("weights", weights_t)
+            unit.write("fit_runs", run_t)
+            unit.commit()
+        except BaseException:
+            unit.abort()
+            raise
+    if not_conv:
+        import warnings
+        warnings.warn(f"fit {fit_id}: {len(not_conv)} target(s) hit the iteration cap "
+                      f"({run['max_iter']}) at some lambda, e.g. {not_conv[:10]}; raise --max-iter or --tol",
+                      stacklevel=2)
+    return FitResult(fit_id, estimator, run["n_targets"], run["n_fit"], run["n_val"], int((~conv).sum()),
+                     max_gap if max_gap is not None else 0.0, wall, run["device"], not_conv)

@@ -1,0 +1,74 @@
+"""Sufficient statistics of a linear regression on masks, accumulated by streaming row chunks,
+so the mask matrix is never whole in memory (m is bounded by disk).
+
+For one group of models (fit or val) and a block of targets:
+    m, Σx [d], ΣxxᵀT [d, d] (exact counts), Σxy [d, n], Σy [n], Σy² [n]  — raw, uncentred.
+Centring is done afterwards in float64 (`centered`), which keeps ΣxxT exact and avoids the
+cancellation of accumulating centred data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Stats:
+    m: int
+    sx: torch.Tensor      # [d]  float64
+    xx: torch.Tensor      # [d, d] float64 (None when not accumulated)
+    xy: torch.Tensor      # [d, n] float64
+    sy: torch.Tensor      # [n]
+    yy: torch.Tensor      # [n]
+
+    @classmethod
+    def zeros(cls, d: int, n: int, device, gram: bool = True) -> "Stats":
+        z = lambda *s: torch.zeros(*s, dtype=torch.float64, device=device)  # noqa: E731
+        return cls(0, z(d), z(d, d) if gram else None, z(d, n), z(n), z(n))
+
+    def add(self, X: torch.Tensor, Y: torch.Tensor) -> None:
+        """X: 0/1 [c, d] in the compute dtype; Y: [c, n]. ΣxxT in float32 is exact for m < 2²⁴."""
+        self.m += X.shape[0]
+        self.sx += X.sum(0, dtype=torch.float64)
+        if self.xx is not None:
+            self.xx += (X.T @ X).double()
+        self.xy += (X.T @ Y).double()
+        Yd = Y.double()
+        self.sy += Yd.sum(0)
+        self.yy += (Yd * Yd).sum(0)
+
+    def __add__(self, o: "Stats") -> "Stats":
+        return Stats(self.m + o.m, self.sx + o.sx,
+                     None if self.xx is None or o.xx is None else self.xx + o.xx,
+                     self.xy + o.xy, self.sy + o.sy, self.yy + o.yy)
+
+    def means(self):
+        return self.sx / self.m, self.sy / self.m
+
+    def centered(self, mu=None, ybar=None, gram: bool = True):
+        """(G [d, d], C [d, n], s [n]) of the rows centred at (mu, ybar) (default: own means),
+        each divided by m:  G = Σ(x−μ)(x−μ)ᵀ/m,  C = Σ(x−μ)(y−ȳ)/m,  s = Σ(y−ȳ)²/m."""
+        own_mu, own_y = self.means()
+        mu = own_mu if mu is None else mu
+        ybar = own_y if ybar is None else ybar
+        m = self.m
+        # Σ(x−μ)(x−μ)ᵀ = Σxxᵀ − Σx μᵀ − μ Σxᵀ + m μμᵀ
+        G = None
+        if gram and self.xx is not None:
+            G = (self.xx - torch.outer(self.sx, mu) - torch.outer(mu, self.sx) + m * torch.outer(mu, mu)) / m
+        C = (self.xy - torch.outer(self.sx, ybar) - torch.outer(mu, self.sy) + m * torch.outer(mu, ybar)) / m
+        s = (self.yy - 2 * ybar * self.sy + m * ybar * ybar) / m
+        return G, C, s
+
+
+def split_val(model_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """bool [m]: a seeded, order-independent choice of ≈ fraction of models for validation
+    (a splitmix64 hash of model_id and seed), used when the store has no role='val' models."""
+    z = model_ids.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(1 << 20)).astype(np.float64) < fraction * (1 << 20)
