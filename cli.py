@@ -290,6 +290,34 @@ def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, ta
     click.echo(r.summary())
 
 
+@cli.command("train")
+@store_arg
+@click.option("--recipe", default="digits", show_default=True,
+              help="Built-in recipe (digits, cifar10) or your own as module:attribute.")
+@click.option("--alpha", type=float, default=0.5, show_default=True, help="Subsampling fraction.")
+@click.option("--models", type=click.IntRange(1), default=1000, show_default=True, help="Models in the run.")
+@click.option("--batch", type=click.IntRange(1), default=500, show_default=True,
+              help="Models trained together and ingested as one batch.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--experiment", default=None, help="Experiment name (default: the recipe's name).")
+@click.option("--repeats", type=click.IntRange(1), default=1, show_default=True,
+              help="Models per mask (they share a mask_id).")
+@click.option("--role", type=click.Choice(["fit", "val", "eval"]), default="fit", show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes (one torch thread each).")
+def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers):
+    """Train many models on alpha-subsets and ingest every finished batch; rerunning the same
+    command resumes and never duplicates a model. Creates STORE from the recipe if missing.
+
+    \b
+      dmstore train runs --recipe digits --alpha 0.5 --models 20000 --workers 2
+      dmstore train runs --recipe digits --models 500 --repeats 5 --role eval
+      dmstore train runs --recipe mypkg.recipes:MyRecipe --models 100
+    """
+    from dmstore.train import train
+    click.echo(train(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers).summary())
+
+
 @cli.command()
 @store_arg
 def migrate(store):

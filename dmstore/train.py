@@ -1,0 +1,138 @@
+"""The training worker: trains a recipe's models batch by batch and ingests each finished batch.
+
+Model k of a run (0 ≤ k < models) is fully determined by (experiment, alpha, role, seed, k):
+its mask is mask number k // repeats, drawn with exactly round(alpha·d) examples from a
+generator seeded by those values, and its training seed is derived the same way. Each batch
+lands with `source = "train:<recipe>:<role>"` and `source_row = k`, so rerunning the command
+skips what is stored and continues where it stopped, never duplicating a model.
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import InputError
+from .recipes import load_recipe
+from .validate import ROLES, check_alpha
+
+
+@dataclass
+class TrainReport:
+    trained: int
+    skipped: int
+    seconds: float
+
+    def summary(self) -> str:
+        rate = self.trained / self.seconds * 60 if self.seconds > 0 and self.trained else 0.0
+        return (f"trained {self.trained} models ({self.skipped} already stored) in {self.seconds:.1f} s"
+                + (f", {rate:,.0f} models/min" if rate else ""))
+
+
+def _h64(*parts) -> int:
+    """A stable non-negative 63-bit integer from the parts."""
+    h = hashlib.blake2b("\0".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") >> 1
+
+
+def plan_models(experiment: str, alpha: float, role: str, seed: int, ks: np.ndarray, d: int,
+                repeats: int = 1):
+    """masks bool [k, d], seeds int64 [k], mask_ids int64 [k] of models `ks`."""
+    size = int(round(alpha * d))
+    masks = np.zeros((ks.size, d), bool)
+    seeds = np.empty(ks.size, np.int64)
+    mask_ids = np.empty(ks.size, np.int64)
+    for i, k in enumerate(ks.tolist()):
+        mi = k // repeats
+        mkey = (experiment, repr(alpha), role, seed, "mask", mi)
+        rng = np.random.default_rng(_h64(*mkey))
+        masks[i, rng.choice(d, size=size, replace=False)] = True
+        mask_ids[i] = _h64(*mkey)
+        seeds[i] = _h64(experiment, repr(alpha), role, seed, "model", k) >> 1
+    return masks, seeds, mask_ids
+
+
+def _work(args):
+    """Train and ingest the given batches (runs in a worker process or inline)."""
+    (root, recipe_spec, experiment, alpha, role, seed, repeats, batches, threads, queue) = args
+    import torch
+    from .store import Store
+    if threads:
+        torch.set_num_threads(threads)
+    store = Store.open(root, "a")
+    recipe = load_recipe(recipe_spec)
+    source = f"train:{recipe.name}:{role}"
+    for ks in batches:
+        ks = np.asarray(ks)
+        masks, seeds, mask_ids = plan_models(experiment, alpha, role, seed, ks, store.d, repeats)
+        out = recipe.train(masks, seeds)
+        store.append(experiment, alpha, masks, out["margins"], np.arange(store.n_examples),
+                     seeds=seeds, mask_ids=mask_ids, roles=role, source=source, source_rows=ks,
+                     train_accuracy=out.get("train_accuracy"), test_accuracy=out.get("test_accuracy"))
+        if queue is not None:
+            queue.put(ks.size)
+    return True
+
+
+def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, batch: int = 500,
+          seed: int = 0, experiment: str | None = None, repeats: int = 1, role: str = "fit",
+          workers: int = 1, progress: bool | None = None) -> TrainReport:
+    """Train `models` models of `recipe` on α-subsets into the store at `root` (created from the
+    recipe's examples when missing), resuming where an earlier run stopped."""
+    from .store import Store
+    from pathlib import Path
+    t0 = time.time()
+    alpha = check_alpha(alpha)
+    if role not in ROLES:
+        raise InputError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
+    if models < 1 or batch < 1 or repeats < 1 or workers < 1:
+        raise InputError("--models, --batch, --repeats and --workers must be >= 1")
+    rec = load_recipe(recipe)
+    experiment = experiment or rec.name
+    if not (Path(root) / "dmstore.json").exists():
+        Store.create(root, examples=rec.examples())
+    store = Store.open(root, "a")
+    ex = rec.examples()
+    if store.n_examples != ex.num_rows or store.d != int(np.sum(np.asarray(ex["split"].to_pylist()) == "train")):
+        raise InputError(f"{root}: the store's examples ({store.d} train of {store.n_examples}) are not "
+                         f"recipe {rec.name!r}'s; train into a new store")
+    source = f"train:{rec.name}:{role}"
+    have = store.models(experiment, alpha, columns=["source", "source_row"])
+    src = np.asarray(have["source"].to_pylist(), dtype=object)
+    rows = have["source_row"].to_numpy(zero_copy_only=False)
+    done = set(rows[src == source].astype(np.int64).tolist()) if rows.size else set()
+    pending = np.array([k for k in range(models) if k not in done], dtype=np.int64)
+    batches = [pending[i:i + batch].tolist() for i in range(0, pending.size, batch)]
+    bar = tqdm(total=pending.size, desc=f"train {rec.name}", unit="model",
+               disable=None if progress is None else not progress)
+    if workers == 1 or len(batches) <= 1:
+        q = _InlineBar(bar)
+        _work((str(root), recipe, experiment, alpha, role, seed, repeats, batches, None, q))
+    else:
+        ctx = mp.get_context("spawn")
+        q = ctx.Manager().Queue()
+        shards = [batches[w::workers] for w in range(workers)]
+        with ctx.Pool(workers) as pool:
+            res = pool.map_async(_work, [(str(root), recipe, experiment, alpha, role, seed, repeats,
+                                          s, 1, q) for s in shards if s])
+            while not res.ready():
+                res.wait(0.2)
+                while not q.empty():
+                    bar.update(q.get())
+            res.get()
+        while not q.empty():
+            bar.update(q.get())
+    bar.close()
+    return TrainReport(int(pending.size), len(done & set(range(models))), time.time() - t0)
+
+
+class _InlineBar:
+    def __init__(self, bar):
+        self.bar = bar
+
+    def put(self, n):
+        self.bar.update(n)
