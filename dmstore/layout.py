@@ -39,7 +39,8 @@ EMPTY = "0-empty"  # zero-row files that pin column types and keep globs non-emp
 # Per-column Parquet encodings. Margins are float32 that often came from float16: splitting the
 # bytes into streams lets zstd drop the all-zero low mantissa bytes.
 _WRITE_OPTIONS = {
-    "margins": dict(use_dictionary=["example_id"], use_byte_stream_split=["margin"]),
+    "margins": dict(use_dictionary=["example_id", "margin"], use_byte_stream_split=["margin"],
+                    compression_level=1),
     "weights": dict(use_dictionary=["fit_id", "target_id", "lam"], use_byte_stream_split=["weight"]),
 }
 
@@ -60,9 +61,8 @@ def write_parquet(table: pa.Table, path: Path, kind: str, metadata: dict | None 
     table = table.cast(schema) if not table.schema.equals(schema) else table
     if metadata:
         table = table.replace_schema_metadata({k: str(v) for k, v in metadata.items()})
-    opts = _WRITE_OPTIONS.get(kind, {})
-    pq.write_table(table, path, compression="zstd", compression_level=3,
-                   row_group_size=1 << 20, write_statistics=True, **opts)
+    opts = {"compression_level": 3, **_WRITE_OPTIONS.get(kind, {})}
+    pq.write_table(table, path, compression="zstd", row_group_size=1 << 20, write_statistics=True, **opts)
 
 
 @contextlib.contextmanager

@@ -454,8 +454,9 @@ class Store:
         col = pq.read_table(bd / "margins.parquet", columns=["margin"])["margin"]
         flat = col.to_numpy() if col.num_chunks != 1 else col.chunk(0).to_numpy()
         full = flat.reshape(-1, have.size) if have.size else np.zeros((0, 0), np.float32)
+        all_rows = rows.size == full.shape[0]
         if targets is None:
-            return full[rows]
+            return full if all_rows else full[rows]
         pos = np.searchsorted(have, targets)
         pos_c = np.minimum(pos, max(have.size - 1, 0))
         missing = (pos >= have.size) | (have[pos_c] != targets) if have.size else np.ones(targets.size, bool)
@@ -464,8 +465,8 @@ class Store:
                                 f"{int(targets[missing][0])} ({int(missing.sum())} target(s) missing); "
                                 f"choose targets the experiment recorded")
         if pos.size == have.size:
-            return full[rows]
-        return full[np.ix_(rows, pos)]
+            return full if all_rows else full[rows]
+        return full[:, pos] if all_rows else full[np.ix_(rows, pos)]
 
     def mask_matrix(self, experiment, alpha, role=None, dtype=bool) -> np.ndarray:
         """bool (or `dtype`) [m, d]: masks of the matching models, rows by ascending model_id."""
@@ -478,8 +479,9 @@ class Store:
                 ids.append(t["model_id"].to_numpy())
                 packed.append(_fixed_width_bytes(t["mask"], width))
         ids = np.concatenate(ids)
-        order = np.argsort(ids, kind="stable")
-        P = np.concatenate(packed)[order]
+        P = np.concatenate(packed)
+        if (np.diff(ids) < 0).any():
+            P = P[np.argsort(ids, kind="stable")]
         out = np.unpackbits(P, axis=1, count=self.d)
         return out.view(bool) if dtype is bool else out.astype(dtype, copy=False)
 
@@ -498,8 +500,9 @@ class Store:
                 targets = self.batch_targets(bd)
             ids.append(t["model_id"].to_numpy())
             parts.append(self._batch_margins(bd, rows, targets))
-        order = np.argsort(np.concatenate(ids), kind="stable")
-        return np.concatenate(parts)[order]
+        ids = np.concatenate(ids)
+        Y = np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])  # writable, owned
+        return Y if not (np.diff(ids) < 0).any() else Y[np.argsort(ids, kind="stable")]
 
     def experiments(self) -> list[dict]:
         """One dict per (experiment, alpha, role): counts of models and masks."""
