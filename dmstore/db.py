@@ -11,6 +11,7 @@ import duckdb
 from .errors import QueryError
 
 _HEADER = re.compile(r"^--\s*(view|macro|table macro):\s*(\w+)", re.M)
+_REQUIRES = re.compile(r"^--\s*Requires:\s*(\w+)\.(\w+)", re.M)
 
 
 @lru_cache(maxsize=None)
@@ -33,20 +34,33 @@ def view_names() -> list[str]:
 
 def register(con: duckdb.DuckDBPyConnection) -> None:
     """Run every SQL file on `con`, in dependency order (a file whose dependencies are not yet
-    defined is retried after the others)."""
+    defined is retried after the others). A file with a `-- Requires: rel.col` header is left
+    out when the store's `rel` has no column `col`."""
     pending = dict(sql_files())
     while pending:
         progressed, last = False, None
         for name, text in list(pending.items()):
             try:
                 con.execute(text)
-            except duckdb.CatalogException as e:
+            except (duckdb.CatalogException, duckdb.BinderException) as e:
                 last = (name, e)
                 continue
             del pending[name]
             progressed = True
-        if not progressed:
+        if progressed:
+            continue
+        unmet = [n for n, t in pending.items() if any(not _has_column(con, r, c) for r, c in _REQUIRES.findall(t))]
+        if not unmet:
             raise QueryError(f"sql/{last[0]}.sql does not register: {last[1]}")
+        for n in unmet:
+            del pending[n]
+
+
+def _has_column(con, rel: str, col: str) -> bool:
+    try:
+        return col in [r[0] for r in con.execute(f'DESCRIBE "{rel}"').fetchall()]
+    except duckdb.Error:
+        return False
 
 
 def connect(store, threads: int | None = None) -> duckdb.DuckDBPyConnection:

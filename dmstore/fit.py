@@ -368,7 +368,8 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         rows, weights, _ = _solve_block(block, estimator, opts, bar)
         _collect(fit_rows, weight_parts, rows, weights, block_t)
     bar.close()
-    return _write(store, experiment, alpha, estimator, fit_rows, weight_parts, dict(
+    preds = _eval_predictions(store, experiment, alpha, fit_rows, weight_parts, dev, dt)
+    return _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, dict(
         n_fit=n_fit, n_val=n_val, val_source=val_source, n_targets=int(tids.size),
         n_lambdas=opts["n_lambdas"], lambda_min_ratio=lambda_min_ratio if estimator in PATH_ESTIMATORS else None,
         tol=tol if estimator == "lasso" else None, max_iter=max_iter, dtype=dtype, device=str(dev),
@@ -426,7 +427,40 @@ def _collect(fit_rows, weight_parts, rows, weights, block_t):
         weight_parts.append((block_t[tj], lam_np[tj], ti.astype(np.int32), Wc[ti, tj], k))
 
 
-def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, run, t0) -> FitResult:
+def _eval_predictions(store, experiment, alpha, fit_rows, weight_parts, dev, dt) -> pa.Table | None:
+    """Predictions of the selected datamodels for every eval model (mask · w + b), computed by
+    blocks of targets against streamed chunks of eval masks. None when there are no eval models."""
+    if not store.model_ids(experiment, alpha, "eval").size:
+        return None
+    tid = np.concatenate([r["target_id"][r["selected"]] for r in fit_rows])
+    bias = np.concatenate([r["bias"][r["selected"]] for r in fit_rows])
+    order = np.argsort(tid)
+    tid, bias = tid[order], bias[order]
+    sel = [p for p in weight_parts if p[4] == -1]
+    wt = np.concatenate([p[0] for p in sel])
+    wi = np.concatenate([p[2] for p in sel])
+    wv = np.concatenate([p[3] for p in sel])
+    d = store.d
+    block = max(1, (256 << 20) // (4 * d))
+    out = []
+    for lo in range(0, tid.size, block):
+        t_blk = tid[lo:lo + block]
+        W = np.zeros((d, t_blk.size), np.float32)
+        k = (wt >= t_blk[0]) & (wt <= t_blk[-1])
+        W[wi[k], np.searchsorted(t_blk, wt[k])] = wv[k]
+        Wt = torch.as_tensor(W).to(device=dev, dtype=dt)
+        b = torch.as_tensor(bias[lo:lo + block]).to(device=dev, dtype=dt)
+        for ch in store.iter_chunks(experiment, alpha, role="eval", with_margins=False):
+            P = (torch.as_tensor(ch["masks"]).to(device=dev, dtype=dt) @ Wt + b).cpu().numpy()
+            out.append((np.repeat(ch["model_ids"], t_blk.size), np.tile(t_blk, len(ch["model_ids"])),
+                        P.astype(np.float32).ravel()))
+    mid, t, pv = (np.concatenate(x) for x in zip(*out))
+    o = np.lexsort((t, mid))
+    return pa.table({"model_id": mid[o].astype(np.int64), "target_id": t[o].astype(np.int32),
+                     "predicted": pv[o]})
+
+
+def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, run, t0) -> FitResult:
     n = sum(r["target_id"].size for r in fit_rows)
     cat = lambda k: np.concatenate([r[k] for r in fit_rows]) if fit_rows else np.zeros(0)  # noqa: E731
     fits = {k: cat(k) for k in ("target_id", "lam", "bias", "train_mse", "val_mse", "nnz", "selected",
@@ -483,6 +517,11 @@ def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, run, t0)
             unit.write("fits", fits_t)
             unit.write("weights", weights_t)
             unit.write("fit_runs", run_t)
+            if preds is None:
+                preds = pa.table({"model_id": pa.array([], pa.int64()), "target_id": pa.array([], pa.int32()),
+                                  "predicted": pa.array([], pa.float32())})
+            unit.write("eval_predictions", preds.add_column(0, "fit_id", pa.array(
+                np.full(preds.num_rows, fit_id, np.int64))))
             unit.commit()
         except BaseException:
             unit.abort()

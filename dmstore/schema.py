@@ -11,7 +11,7 @@ from importlib import resources
 
 import pyarrow as pa
 
-TABLES = ("examples", "models", "margins", "fit_runs", "fits", "weights")
+TABLES = ("examples", "models", "margins", "fit_runs", "fits", "weights", "eval_predictions")
 
 _TYPES = {
     "int32": pa.int32(),

@@ -109,7 +109,7 @@ class Store:
                                 {TARGETS_KEY: ""} if kind == "margins" else None)
             empty = root / L.FITS / L.EMPTY
             empty.mkdir()
-            for kind in ("fit_runs", "fits", "weights"):
+            for kind in ("fit_runs", "fits", "weights", "eval_predictions"):
                 L.write_parquet(arrow_schema(kind).empty_table(), empty / f"{kind}.parquet", kind)
             manifest = {
                 "format": "dmstore",

@@ -45,7 +45,7 @@ class DigitsMLP:
         self.n = len(self.y)
 
     def examples(self) -> pa.Table:
-        """example_id, split, label, source_index (row in sklearn's load_digits), pixels."""
+        """example_id, split, label, source_index (row in load_digits), features (the 64 pixels)."""
         from sklearn.datasets import load_digits
         raw = load_digits().data[self.source_index].astype(np.float32)
         return pa.table({
@@ -54,7 +54,7 @@ class DigitsMLP:
             "label": self.y.astype(np.int32),
             "group_key": pa.nulls(self.n, pa.string()),
             "source_index": self.source_index.astype(np.int32),
-            "pixels": pa.array(list(raw), type=pa.list_(pa.float32())),
+            "features": pa.array(list(raw), type=pa.list_(pa.float32())),
         })
 
     def train(self, masks: np.ndarray, seeds: np.ndarray) -> dict:

@@ -1,0 +1,19 @@
+-- table macro: dm_removal_effect(fit, removals, alpha := NULL)
+-- Paper section 4.1.2 and appendix F.8: the predicted effect on each target of removing a set
+-- R of training examples, from a table named by `removals` with columns (set_id, target_id,
+-- train_id): predicted_effect = sum of the weights over R (the predicted drop in output from
+-- training on the full set to training on it without R); vs_random_control = alpha times that
+-- (the predicted drop relative to a random alpha-subset control, F.8; alpha defaults to the fit's).
+-- Parameters: fit BIGINT, removals VARCHAR (a table or view name), alpha DOUBLE.
+-- Columns: set_id, target_id, n_removed BIGINT, predicted_effect DOUBLE, vs_random_control DOUBLE.
+CREATE OR REPLACE MACRO dm_removal_effect(fit, removals, alpha := NULL) AS TABLE
+WITH r AS (SELECT set_id, target_id, train_id FROM query_table(removals)),
+w AS (SELECT target_id, train_id, weight FROM dm_weights(fit))
+SELECT r.set_id, r.target_id, count(*) AS n_removed,
+       coalesce(sum(w.weight), 0)::DOUBLE AS predicted_effect,
+       coalesce(sum(w.weight), 0)::DOUBLE
+           * coalesce(alpha, (SELECT any_value(fr.alpha) FROM fit_runs AS fr WHERE fr.fit_id = fit)) AS vs_random_control
+FROM r
+LEFT JOIN w ON w.target_id = r.target_id AND w.train_id = r.train_id
+GROUP BY r.set_id, r.target_id
+ORDER BY r.set_id, r.target_id;

@@ -1,0 +1,65 @@
+-- view: eval_metrics
+-- Per (fit, target): how well the selected datamodel predicts held-out (role 'eval') models
+-- (paper section 3.2, Table K.1). The actual output is the margin, or correctness (margin > 0)
+-- for estimators on correctness (`*_correct`). Ranks are average ranks (ties share them).
+--   spearman: rank correlation of predicted vs actual (its mean over targets is the LDS)
+--   pearson, mse: of predicted vs actual
+--   auc: AUC of the prediction as a score for correctness (margin > 0); null when all agree
+--   *_mask_avg: the same against actual outputs averaged over models sharing a mask_id
+-- Parameters: none.
+-- Columns: fit_id, estimator, alpha, target_id, n_models, n_masks, spearman, pearson, mse, auc,
+--   spearman_mask_avg, pearson_mask_avg, mse_mask_avg.
+CREATE OR REPLACE VIEW eval_metrics AS
+WITH joined AS (
+    SELECT p.fit_id, r.estimator, r.alpha, p.target_id, p.model_id, m.mask_id,
+           p.predicted::DOUBLE AS predicted,
+           CASE WHEN r.estimator LIKE '%\_correct' ESCAPE '\' THEN (y.margin > 0)::DOUBLE
+                ELSE y.margin::DOUBLE END AS actual,
+           (y.margin > 0)::INTEGER AS correct
+    FROM eval_predictions AS p
+    JOIN fit_runs AS r USING (fit_id)
+    JOIN models AS m USING (model_id)
+    JOIN margins AS y ON y.model_id = p.model_id AND y.example_id = p.target_id
+),
+ranked AS (
+    SELECT *,
+        rank() OVER (PARTITION BY fit_id, target_id ORDER BY predicted)
+            + (count(*) OVER (PARTITION BY fit_id, target_id, predicted) - 1) / 2.0 AS rank_pred,
+        rank() OVER (PARTITION BY fit_id, target_id ORDER BY actual)
+            + (count(*) OVER (PARTITION BY fit_id, target_id, actual) - 1) / 2.0 AS rank_actual
+    FROM joined
+),
+per_model AS (
+    SELECT fit_id, any_value(estimator) AS estimator, any_value(alpha) AS alpha, target_id,
+           count(*) AS n_models,
+           count(DISTINCT mask_id) AS n_masks,
+           corr(rank_pred, rank_actual) AS spearman,
+           corr(predicted, actual) AS pearson,
+           avg((predicted - actual) ** 2) AS mse,
+           (sum(rank_pred) FILTER (correct = 1) - sum(correct) * (sum(correct) + 1) / 2.0)
+               / nullif(sum(correct) * (count(*) - sum(correct)), 0) AS auc
+    FROM ranked
+    GROUP BY fit_id, target_id
+),
+per_mask AS (
+    SELECT fit_id, target_id, mask_id, avg(predicted) AS predicted, avg(actual) AS actual
+    FROM joined
+    GROUP BY fit_id, target_id, mask_id
+),
+mask_ranked AS (
+    SELECT *,
+        rank() OVER (PARTITION BY fit_id, target_id ORDER BY predicted)
+            + (count(*) OVER (PARTITION BY fit_id, target_id, predicted) - 1) / 2.0 AS rank_pred,
+        rank() OVER (PARTITION BY fit_id, target_id ORDER BY actual)
+            + (count(*) OVER (PARTITION BY fit_id, target_id, actual) - 1) / 2.0 AS rank_actual
+    FROM per_mask
+),
+mask_metrics AS (
+    SELECT fit_id, target_id,
+           corr(rank_pred, rank_actual) AS spearman_mask_avg,
+           corr(predicted, actual) AS pearson_mask_avg,
+           avg((predicted - actual) ** 2) AS mse_mask_avg
+    FROM mask_ranked
+    GROUP BY fit_id, target_id
+)
+SELECT * FROM per_model JOIN mask_metrics USING (fit_id, target_id);

@@ -1,0 +1,26 @@
+-- table macro: topk_neighbors(fit, k, lam := NULL)
+-- Paper section 4.2: for every target of a fit, its k most positive and k most negative
+-- training examples by datamodel weight, with rank (1 = largest |weight|) and labels.
+-- Parameters: fit BIGINT, k INTEGER, lam DOUBLE (NULL: the selected datamodels).
+-- Columns: target_id INTEGER, target_label INTEGER, direction VARCHAR ('positive'|'negative'),
+--   rank BIGINT, train_id INTEGER, weight FLOAT, train_label INTEGER.
+CREATE OR REPLACE MACRO topk_neighbors(fit, k, lam := NULL) AS TABLE
+WITH w AS (SELECT target_id, train_id, weight FROM dm_weights(fit, lam := lam)),
+tops AS (
+    SELECT target_id, 'positive' AS direction,
+           max_by({'train_id': train_id, 'weight': weight}, weight, k) AS top
+    FROM w WHERE weight > 0 GROUP BY target_id
+    UNION ALL
+    SELECT target_id, 'negative' AS direction,
+           min_by({'train_id': train_id, 'weight': weight}, weight, k) AS top
+    FROM w WHERE weight < 0 GROUP BY target_id
+),
+flat AS (
+    SELECT target_id, direction, generate_subscripts(top, 1) AS rank, unnest(top) AS s FROM tops
+)
+SELECT f.target_id, et.label AS target_label, f.direction, f.rank, f.s.train_id AS train_id,
+       f.s.weight AS weight, er.label AS train_label
+FROM flat AS f
+JOIN examples AS et ON et.example_id = f.target_id
+JOIN examples AS er ON er.example_id = f.s.train_id
+ORDER BY f.target_id, f.direction DESC, f.rank;
