@@ -318,6 +318,90 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
     click.echo(train(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers).summary())
 
 
+@cli.command("counterfactual")
+@store_arg
+@click.option("--fit", "fit_id", type=int, required=True, help="Fit whose weights choose and predict removals.")
+@click.option("--targets", default="10", show_default=True, help="A count of random targets, or ids like 1400,1500.")
+@click.option("--k", "ks", default="10,20,40,80,160", show_default=True, help="Removal sizes.")
+@click.option("--selectors", default="top,bottom,random", show_default=True)
+@click.option("--trials", type=click.IntRange(1), default=20, show_default=True, help="Models per removal set.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def counterfactual_cmd(store, fit_id, targets, ks, selectors, trials, seed):
+    """Retrain without each target's top/bottom/random k training examples (with the recipe that
+    trained the fit's models) and store actual vs predicted effects in `counterfactuals`.
+
+    \b
+      dmstore counterfactual runs --fit 1 --targets 20 --k 10,20,40,80,160 --trials 20
+    """
+    from dmstore import Store
+    from dmstore.counterfactual import counterfactual
+    r = counterfactual(Store.open(store, "a"), fit_id, _targets_arg(targets), _ints(ks, "--k"),
+                       tuple(s for s in selectors.split(",") if s), trials, seed)
+    click.echo(f"{r['n']} removal sets: predicted vs actual Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}")
+
+
+@cli.command("support")
+@store_arg
+@click.option("--fit", "fit_id", type=int, required=True)
+@click.option("--targets", default="10", show_default=True, help="A count of random targets, or ids.")
+@click.option("--k", "ks", default="10,20,40,80,160,320,640", show_default=True, help="Search grid.")
+@click.option("--trials", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def support_cmd(store, fit_id, targets, ks, trials, seed):
+    """Estimate each target's data support by the guided search of Algorithm 1 (grid of k,
+    isotonic regression, certification at 1.2x) and store it in `support`.
+
+    \b
+      dmstore support runs --fit 1 --targets 20
+    """
+    from dmstore import Store
+    from dmstore.counterfactual import support
+    r = support(Store.open(store, "a"), fit_id, _targets_arg(targets), _ints(ks, "--k"), trials, seed)
+    click.echo(f"{r['n']} targets: {r['with_support']} with a support estimate, {r['certified']} certified")
+
+
+@cli.command("report")
+@store_arg
+@click.option("--fit", "fit_id", type=int, required=True)
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default="report.html", show_default=True)
+def report_cmd(store, fit_id, out):
+    """Write an HTML report of a fit: figures 5, 7, 8, 9 and Table K.1 of the paper for this data."""
+    from dmstore import Store
+    from dmstore.report import build_report
+    click.echo(build_report(Store.open(store), fit_id, out))
+
+
+@cli.command("demo", cls=click.Command)
+@click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the store and the report.")
+@click.option("--models", type=click.IntRange(100), default=4000, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+def demo_cmd(out, models, workers):
+    """Train digits MLPs, fit their datamodels, check them on held-out models and retrained
+    counterfactuals, and write an HTML report (a few minutes on 2 cores, no download).
+
+    \b
+      dmstore demo
+      dmstore demo --out /tmp/dm --models 20000
+    """
+    from dmstore.demo import demo
+    try:
+        demo(out, models, workers=workers)
+    except DmstoreError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _targets_arg(text):
+    return int(text) if text.isdigit() else [int(x) for x in text.split(",") if x]
+
+
+def _ints(text, name):
+    try:
+        return tuple(int(x) for x in text.split(",") if x)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected integers like 10,20,40", param_hint=name) from None
+
+
 @cli.command()
 @store_arg
 def migrate(store):

@@ -369,7 +369,7 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         _collect(fit_rows, weight_parts, rows, weights, block_t)
     bar.close()
     preds = _eval_predictions(store, experiment, alpha, fit_rows, weight_parts, dev, dt)
-    return _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, dict(
+    result = _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, dict(
         n_fit=n_fit, n_val=n_val, val_source=val_source, n_targets=int(tids.size),
         n_lambdas=opts["n_lambdas"], lambda_min_ratio=lambda_min_ratio if estimator in PATH_ESTIMATORS else None,
         tol=tol if estimator == "lasso" else None, max_iter=max_iter, dtype=dtype, device=str(dev),
@@ -378,6 +378,13 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
                     lambda_min_ratio=lambda_min_ratio, tol=tol, max_iter=max_iter, dtype=dtype,
                     device=device, keep_path=keep_path, val_fraction=val_fraction, seed=seed,
                     block_size=block_size, dmstore=__version__)), t0)
+    if result.not_converged_targets:
+        import warnings
+        t = result.not_converged_targets
+        warnings.warn(f"fit {result.fit_id}: {len(t)} target(s) hit the iteration cap ({max_iter}) at some "
+                      f"lambda, e.g. {t[:10]}; they are marked converged = false in `fits`. Raise max_iter "
+                      f"or tol, or lambda_min_ratio (small lambdas are slow when models are few)", stacklevel=2)
+    return result
 
 
 def _scan(store, experiment, alpha, gram_t, row_t, val_set, dev, dt, correct, need_gram):
@@ -526,10 +533,5 @@ def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, r
         except BaseException:
             unit.abort()
             raise
-    if not_conv:
-        import warnings
-        warnings.warn(f"fit {fit_id}: {len(not_conv)} target(s) hit the iteration cap "
-                      f"({run['max_iter']}) at some lambda, e.g. {not_conv[:10]}; raise --max-iter or --tol",
-                      stacklevel=2)
     return FitResult(fit_id, estimator, run["n_targets"], run["n_fit"], run["n_val"], int((~conv).sum()),
                      max_gap if max_gap is not None else 0.0, wall, run["device"], not_conv)

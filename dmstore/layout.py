@@ -5,7 +5,8 @@ an exclusive writer lock and an atomic directory commit.
     STORE/examples.parquet                   written once by `init`
     STORE/batches/<batch>/models.parquet     one ingested batch of models …
     STORE/batches/<batch>/margins.parquet    … and its margins (committed together)
-    STORE/fits/<fit>/{fit_runs,fits,weights}.parquet
+    STORE/fits/<fit>/{fit_runs,fits,weights,eval_predictions}.parquet
+    STORE/analyses/<unit>/{counterfactuals,support}.parquet
     STORE/.tmp/<batch>/                      private: files being written (never globbed)
     STORE/.lock                              private: writer lock (fcntl)
 
@@ -32,6 +33,7 @@ MANIFEST = "dmstore.json"
 EXAMPLES = "examples.parquet"
 BATCHES = "batches"
 FITS = "fits"
+ANALYSES = "analyses"
 TMP = ".tmp"
 LOCK = ".lock"
 EMPTY = "0-empty"  # zero-row files that pin column types and keep globs non-empty

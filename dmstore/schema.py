@@ -11,7 +11,8 @@ from importlib import resources
 
 import pyarrow as pa
 
-TABLES = ("examples", "models", "margins", "fit_runs", "fits", "weights", "eval_predictions")
+TABLES = ("examples", "models", "margins", "fit_runs", "fits", "weights", "eval_predictions",
+          "counterfactuals", "support")
 
 _TYPES = {
     "int32": pa.int32(),

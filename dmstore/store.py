@@ -99,7 +99,7 @@ class Store:
             raise InputError("a store needs at least one train example (--train-size D)")
         root.mkdir(parents=True, exist_ok=True)
         try:
-            for sub in (L.BATCHES, L.FITS, L.TMP):
+            for sub in (L.BATCHES, L.FITS, L.ANALYSES, L.TMP):
                 (root / sub).mkdir()
             L.write_parquet(table, root / L.EXAMPLES, "examples")
             empty = root / L.BATCHES / L.EMPTY
@@ -110,6 +110,10 @@ class Store:
             empty = root / L.FITS / L.EMPTY
             empty.mkdir()
             for kind in ("fit_runs", "fits", "weights", "eval_predictions"):
+                L.write_parquet(arrow_schema(kind).empty_table(), empty / f"{kind}.parquet", kind)
+            empty = root / L.ANALYSES / L.EMPTY
+            empty.mkdir()
+            for kind in ("counterfactuals", "support"):
                 L.write_parquet(arrow_schema(kind).empty_table(), empty / f"{kind}.parquet", kind)
             manifest = {
                 "format": "dmstore",

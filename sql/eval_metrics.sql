@@ -5,6 +5,7 @@
 --   spearman: rank correlation of predicted vs actual (its mean over targets is the LDS)
 --   pearson, mse: of predicted vs actual
 --   auc: AUC of the prediction as a score for correctness (margin > 0); null when all agree
+--   correlations are null where either side is constant (e.g. a target always classified right)
 --   *_mask_avg: the same against actual outputs averaged over models sharing a mask_id
 -- Parameters: none.
 -- Columns: fit_id, estimator, alpha, target_id, n_models, n_masks, spearman, pearson, mse, auc,
@@ -33,8 +34,8 @@ per_model AS (
     SELECT fit_id, any_value(estimator) AS estimator, any_value(alpha) AS alpha, target_id,
            count(*) AS n_models,
            count(DISTINCT mask_id) AS n_masks,
-           corr(rank_pred, rank_actual) AS spearman,
-           corr(predicted, actual) AS pearson,
+           nullif(corr(rank_pred, rank_actual), 'nan'::DOUBLE) AS spearman,
+           nullif(corr(predicted, actual), 'nan'::DOUBLE) AS pearson,
            avg((predicted - actual) ** 2) AS mse,
            (sum(rank_pred) FILTER (correct = 1) - sum(correct) * (sum(correct) + 1) / 2.0)
                / nullif(sum(correct) * (count(*) - sum(correct)), 0) AS auc
@@ -56,8 +57,8 @@ mask_ranked AS (
 ),
 mask_metrics AS (
     SELECT fit_id, target_id,
-           corr(rank_pred, rank_actual) AS spearman_mask_avg,
-           corr(predicted, actual) AS pearson_mask_avg,
+           nullif(corr(rank_pred, rank_actual), 'nan'::DOUBLE) AS spearman_mask_avg,
+           nullif(corr(predicted, actual), 'nan'::DOUBLE) AS pearson_mask_avg,
            avg((predicted - actual) ** 2) AS mse_mask_avg
     FROM mask_ranked
     GROUP BY fit_id, target_id

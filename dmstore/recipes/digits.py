@@ -58,7 +58,21 @@ class DigitsMLP:
         })
 
     def train(self, masks: np.ndarray, seeds: np.ndarray) -> dict:
-        """masks: bool [k, d]; seeds: int [k] → margins float32 [k, n], accuracies [k]."""
+        """masks: bool [k, d]; seeds: int [k] → margins float32 [k, n], accuracies [k].
+        Models are trained together in groups of equal subset size (equal steps per epoch)."""
+        sizes = masks.sum(1)
+        if (sizes != sizes[0]).any():
+            out = {"margins": np.empty((masks.shape[0], self.n), np.float32),
+                   "train_accuracy": np.empty(masks.shape[0]), "test_accuracy": np.empty(masks.shape[0])}
+            for size in np.unique(sizes):
+                rows = np.flatnonzero(sizes == size)
+                part = self._train_equal(masks[rows], np.asarray(seeds)[rows])
+                for key in out:
+                    out[key][rows] = part[key]
+            return out
+        return self._train_equal(masks, seeds)
+
+    def _train_equal(self, masks: np.ndarray, seeds: np.ndarray) -> dict:
         k = masks.shape[0]
         X, y = torch.from_numpy(self.X), torch.from_numpy(self.y)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -74,7 +88,7 @@ class DigitsMLP:
             p.requires_grad_(True)
         bufs = [torch.zeros_like(p) for p in params]
         subsets = [np.flatnonzero(m) for m in masks]
-        size = min(len(s) for s in subsets)
+        size = len(subsets[0])
         steps = size // self.batch_size
         for _ in range(self.epochs):
             # each model its own minibatch order over its own subset (equal-size subsets)

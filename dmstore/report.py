@@ -1,0 +1,148 @@
+"""An HTML report of one fit with the paper's pictures for its data: predicted vs actual margins
+on eval models (figure 5), neighbour images (figure 9, when examples carry 8×8 `features`),
+the data-support distribution (figure 7), predicted vs actual counterfactuals (figure 8) and the
+estimator comparison (Table K.1). Figures are embedded PNGs; the page has no external assets."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _table(rows: list[dict], cols: list[str], fmt=lambda v: v) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(fmt(r[c])))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _num(v):
+    if isinstance(v, float):
+        return "" if v != v else f"{v:.3f}"
+    return v
+
+
+def build_report(store, fit_id: int, path, title: str = "dmstore report") -> str:
+    """Write the report of `fit_id` to `path` (HTML); returns the path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    con = store.connect()
+    p = {"f": int(fit_id)}
+    run = con.sql("SELECT * FROM fit_runs WHERE fit_id = $f", params=p).to_arrow_table().to_pylist()[0]
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p>Fit {fit_id}: <b>{run['estimator']}</b> on experiment <b>{html.escape(run['experiment'])}</b>, "
+             f"alpha {run['alpha']}, {run['n_fit']} fit + {run['n_val']} val models, {run['n_targets']} targets, "
+             f"{run['wall_time_s']:.1f} s on {run['device']}.</p>"]
+
+    # Table K.1
+    comp = con.sql("SELECT * FROM estimator_comparison WHERE experiment = $e AND alpha = $a",
+                   params={"e": run["experiment"], "a": run["alpha"]}).to_arrow_table().to_pylist()
+    parts.append("<h2>Estimators on held-out models (Table K.1)</h2>")
+    if comp:
+        parts.append(_table(comp, ["fit_id", "estimator", "n_eval_models", "n_masks", "n_targets", "lds",
+                                   "pooled_pearson", "mse", "auc", "lds_mask_avg"], _num))
+        parts.append("<p>lds: mean per-target Spearman correlation of predicted and actual outputs; "
+                     "outputs are margins, or correctness for <code>*_correct</code> estimators (whose "
+                     "MSE is on that 0/1 scale). auc: the prediction as a score for correctness.</p>")
+    else:
+        parts.append("<p>No eval models: train some with <code>--role eval</code>.</p>")
+
+    # figure 5
+    pv = con.sql("""SELECT p.predicted, y.margin FROM eval_predictions p
+                    JOIN margins y ON y.model_id = p.model_id AND y.example_id = p.target_id
+                    WHERE p.fit_id = $f USING SAMPLE 20000 ROWS (reservoir, 7)""", params=p).fetchnumpy()
+    if len(pv["predicted"]):
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
+        ax.scatter(pv["predicted"], pv["margin"], s=2, alpha=0.25)
+        lo, hi = np.percentile(np.r_[pv["predicted"], pv["margin"]], [0.5, 99.5])
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel("datamodel prediction")
+        ax.set_ylabel("actual margin (eval models)")
+        r = np.corrcoef(pv["predicted"], pv["margin"])[0, 1]
+        ax.set_title(f"Figure 5: predicted vs actual, r = {r:.3f}")
+        parts += ["<h2>Predicted vs actual margins (figure 5)</h2>", _png(fig)]
+
+    # figure 9: neighbours
+    has_feat = "features" in [c[0] for c in con.execute("DESCRIBE examples").fetchall()]
+    agree = con.sql("""SELECT avg((train_label = target_label)::DOUBLE) FROM topk_neighbors($f, 10)
+                       WHERE direction = 'positive'""", params=p).fetchall()[0][0]
+    parts.append("<h2>Nearest training examples by datamodel weight (figure 9)</h2>")
+    if agree is not None:
+        parts.append(f"<p>{100 * agree:.1f} % of the top-10 positive neighbours share the target's label.</p>")
+    if has_feat:
+        nb = con.sql("""WITH t AS (SELECT DISTINCT target_id FROM topk_neighbors($f, 5) ORDER BY target_id LIMIT 4)
+                        SELECT n.*, et.features AS tf, er.features AS rf FROM topk_neighbors($f, 5) n
+                        JOIN examples et ON et.example_id = n.target_id JOIN examples er ON er.example_id = n.train_id
+                        WHERE n.target_id IN (SELECT target_id FROM t)""", params=p).to_arrow_table().to_pylist()
+        tids = sorted({r["target_id"] for r in nb})
+        if tids and len(nb[0]["tf"]) == 64:
+            fig, axes = plt.subplots(len(tids), 11, figsize=(11, 1.15 * len(tids)), squeeze=False)
+            for row, t in zip(axes, tids):
+                for a in row:
+                    a.axis("off")
+                mine = [r for r in nb if r["target_id"] == t]
+                row[0].imshow(np.reshape(mine[0]["tf"], (8, 8)), cmap="gray_r")
+                row[0].set_title(f"target {mine[0]['target_label']}", fontsize=7)
+                for r in mine:
+                    col = r["rank"] if r["direction"] == "positive" else 5 + r["rank"]
+                    row[col].imshow(np.reshape(r["rf"], (8, 8)), cmap="gray_r")
+                    row[col].set_title(f"{'+' if r['weight'] > 0 else ''}{r['weight']:.2f}", fontsize=6,
+                                       color="green" if r["weight"] > 0 else "red")
+            parts += ["<p>Each row: a test digit, its 5 most positive (green) and 5 most negative (red) "
+                      "training examples.</p>", _png(fig)]
+
+    # figure 7: data support
+    cdf = con.sql("SELECT * FROM data_support_cdf($f)", params=p).fetchnumpy()
+    parts.append("<h2>Data support, heuristic (figure 7, appendix F.3.2)</h2>")
+    if len(cdf["support"]):
+        fig, ax = plt.subplots(figsize=(4.6, 3.4))
+        ax.step(cdf["support"], cdf["fraction"], where="post")
+        ax.set_xscale("symlog")
+        ax.set_xlabel("k (smallest number of top weights summing to the expected margin)")
+        ax.set_ylabel("fraction of targets")
+        parts.append(_png(fig))
+    sup = con.sql("SELECT count(*), count(support), count(*) FILTER (certified) FROM support WHERE fit_id = $f",
+                  params=p).fetchall()[0]
+    if sup[0]:
+        parts.append(f"<p>Guided search (Algorithm 1): {sup[1]} of {sup[0]} targets got a support estimate, "
+                     f"{sup[2]} certified by retraining.</p>")
+
+    # figure 8: counterfactuals
+    cf = con.sql("SELECT selector, predicted_effect, actual_effect FROM counterfactuals WHERE fit_id = $f",
+                 params=p).fetchnumpy()
+    parts.append("<h2>Counterfactuals: predicted vs actual (figure 8)</h2>")
+    if len(cf["selector"]):
+        fig, ax = plt.subplots(figsize=(4.6, 4.2))
+        for sel, c in (("top", "tab:red"), ("bottom", "tab:blue"), ("random", "tab:gray")):
+            k = cf["selector"] == sel
+            ax.scatter(cf["predicted_effect"][k], cf["actual_effect"][k], s=12, c=c, label=sel)
+        lo = min(cf["predicted_effect"].min(), cf["actual_effect"].min())
+        hi = max(cf["predicted_effect"].max(), cf["actual_effect"].max())
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        r = np.corrcoef(cf["predicted_effect"], cf["actual_effect"])[0, 1] if len(cf["selector"]) > 2 else float("nan")
+        ax.set_title(f"Figure 8: r = {r:.3f}")
+        ax.set_xlabel("predicted margin drop (sum of removed weights)")
+        ax.set_ylabel("actual margin drop (retrained)")
+        ax.legend(fontsize=7)
+        parts.append(_png(fig))
+    else:
+        parts.append("<p>No counterfactuals yet: run <code>dmstore counterfactual</code>.</p>")
+
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "img{max-width:100%}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    with open(path, "w") as f:
+        f.write(page)
+    return str(path)
