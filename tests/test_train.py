@@ -1,0 +1,108 @@
+"""The training worker: determinism, resume without duplicates, repeats, roles, plug-in recipes,
+and the counterfactual / support retraining on real digits models."""
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dmstore import InputError, Store
+from dmstore.counterfactual import counterfactual, support
+from dmstore.fit import fit
+from dmstore.recipes.digits import DigitsMLP
+from dmstore.train import plan_models, train
+
+
+class TinyLinear:
+    """A plug-in recipe: a deterministic 'model' whose margin is a fixed linear function of the mask."""
+    name = "tiny"
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.theta = rng.normal(size=(10, 14))
+
+    def examples(self):
+        return pa.table({"example_id": np.arange(14, dtype=np.int32), "split": ["train"] * 10 + ["test"] * 4,
+                         "label": np.zeros(14, np.int32)})
+
+    def train(self, masks, seeds):
+        m = (masks @ self.theta + 0.001 * (np.asarray(seeds)[:, None] % 7)).astype(np.float32)
+        return {"margins": m, "train_accuracy": (m[:, :10] > 0).mean(1), "test_accuracy": (m[:, 10:] > 0).mean(1)}
+
+
+TINY = TinyLinear()
+
+
+def test_plan_is_deterministic_and_exact_size():
+    a = plan_models("e", 0.5, "fit", 0, np.arange(6), 20, repeats=2)
+    b = plan_models("e", 0.5, "fit", 0, np.arange(6), 20, repeats=2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    masks, seeds, mask_ids = a
+    assert (masks.sum(1) == 10).all()
+    assert np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[1], masks[2])
+    assert mask_ids[0] == mask_ids[1] != mask_ids[2] and len(set(seeds.tolist())) == 6
+
+
+def test_resume_never_duplicates(tmp_path):
+    root = tmp_path / "s"
+    r1 = train(root, "tests.test_train:TINY", models=7, batch=3)
+    assert (r1.trained, r1.skipped) == (7, 0)
+    r2 = train(root, "tests.test_train:TINY", models=12, batch=5)
+    assert (r2.trained, r2.skipped) == (5, 7)
+    st = Store.open(root)
+    t = st.models("tiny", 0.5, columns=["source_row", "seed"])
+    assert sorted(t["source_row"].to_pylist()) == list(range(12))
+    # the same models as one uninterrupted run
+    other = tmp_path / "o"
+    train(other, "tests.test_train:TINY", models=12, batch=12)
+    assert np.array_equal(Store.open(other).mask_matrix("tiny", 0.5), st.mask_matrix("tiny", 0.5))
+    assert np.array_equal(Store.open(other).margin_matrix("tiny", 0.5), st.margin_matrix("tiny", 0.5))
+
+
+def test_roles_repeats_and_bad_args(tmp_path):
+    root = tmp_path / "s"
+    train(root, "tests.test_train:TINY", models=4, repeats=2, role="eval")
+    st = Store.open(root)
+    t = st.models("tiny", 0.5, "eval", ["mask_id", "role"])
+    assert len(set(t["mask_id"].to_pylist())) == 2
+    with pytest.raises(InputError, match="--role"):
+        train(root, "tests.test_train:TINY", models=4, role="test")
+    with pytest.raises(InputError, match="unknown recipe"):
+        train(root, "nope", models=4)
+    with pytest.raises(InputError, match="cannot be loaded"):
+        train(root, "tests.test_train:NOPE", models=4)
+
+
+def test_digits_same_seed_same_margins_on_cpu():
+    rec = DigitsMLP(epochs=2)
+    masks, seeds, _ = plan_models("digits", 0.5, "fit", 0, np.arange(4), rec.d)
+    a = rec.train(masks, seeds)["margins"]
+    b = rec.train(masks, seeds)["margins"]
+    assert a.dtype == np.float32 and a.shape == (4, 1797) and np.array_equal(a, b)
+    # a model's result does not depend on which other models share its batch
+    c = rec.train(masks[:2], seeds[:2])["margins"]
+    assert np.allclose(a[:2], c, atol=1e-5)
+
+
+def test_counterfactual_and_support_on_a_linear_recipe(tmp_path):
+    """With a linear 'training', actual effects equal the true weights' sums, so a good fit's
+    predictions must match them closely."""
+    root = tmp_path / "s"
+    train(root, "tests.test_train:TINY", models=300, batch=300)
+    st = Store.open(root, "a")
+    f = fit(st, "tiny", 0.5, targets="test", n_lambdas=5, lambda_min_ratio=1e-4, dtype="float64").fit_id
+    import dmstore.recipes as R
+    R.BUILTIN["tiny"] = ("tests.test_train", "TINY")
+    try:
+        r = counterfactual(st, f, targets=[10, 11], ks=(1, 2, 3), trials=2)
+        s = support(st, f, targets=[10, 11, 12, 13], ks=(1, 2, 4, 8), trials=1)
+    finally:
+        del R.BUILTIN["tiny"]
+    assert r["n"] > 0 and r["pearson"] > 0.95
+    con = st.connect()
+    rows = con.sql("SELECT target_id, removed, predicted_effect, actual_effect FROM counterfactuals").fetchall()
+    from dmstore.batch import decode_ranges
+    for t, removed, pred, act in rows:
+        ids = decode_ranges(removed)
+        assert act == pytest.approx(TINY.theta[ids, t].sum(), abs=0.01)   # seed jitter is ≤ 0.006
+    assert s["n"] == 4
+    sup = con.sql("SELECT target_id, k_hat, support, certified FROM support ORDER BY 1").fetchall()
+    assert len(sup) == 4
