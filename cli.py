@@ -391,6 +391,45 @@ def demo_cmd(out, models, workers):
         raise click.ClickException(str(e)) from None
 
 
+@cli.command("embed")
+@store_arg
+@click.option("--fit", "fit_id", type=int, required=True)
+@click.option("--pca", type=click.IntRange(1), default=50, show_default=True, help="Principal components kept.")
+@click.option("--clusters", type=click.IntRange(2), default=20, show_default=True, help="Spectral clusters.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def embed_cmd(store, fit_id, pca, clusters, seed):
+    """Datamodel embeddings (section 4.3): PCA and spectral clustering of the L2-normalized weight
+    vectors, stored as embedding_pca, embedding_variance and clusters.
+
+    \b
+      dmstore embed runs --fit 1 --pca 50 --clusters 20
+      dmstore query runs "SELECT cluster, count(*) FROM clusters WHERE fit_id = 1 GROUP BY 1"
+    """
+    from dmstore import Store
+    from dmstore.embed import embed
+    r = embed(Store.open(store, "a"), fit_id, pca, clusters, seed)
+    click.echo(f"embedded {r['targets']} targets ({r['skipped_zero']} with all-zero weights skipped): "
+               f"{r['components']} components (top 5 explain {100 * r['variance_top']:.1f} %), {r['clusters']} clusters")
+
+
+@cli.command("views")
+@store_arg
+@click.option("--dialect", type=click.Choice(["duckdb", "spark", "postgres", "bigquery"]), default="duckdb",
+              show_default=True)
+@click.option("--view", "views", multiple=True, help="Only these views (repeat the option).")
+def views_cmd(store, dialect, views):
+    """Print the view definitions in another SQL dialect (sqlglot), reading this store's files;
+    exits 1 naming each view and function that would not translate faithfully.
+
+    \b
+      dmstore views runs --dialect spark --view margins --view fits --view datamodels
+    """
+    from dmstore import Store
+    from dmstore.dialects import view_sql
+    Store.open(store)
+    click.echo(view_sql(store, dialect, list(views) or None), nl=False)
+
+
 def _targets_arg(text):
     return int(text) if text.isdigit() else [int(x) for x in text.split(",") if x]
 

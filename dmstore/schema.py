@@ -12,7 +12,7 @@ from importlib import resources
 import pyarrow as pa
 
 TABLES = ("examples", "models", "margins", "fit_runs", "fits", "weights", "eval_predictions",
-          "counterfactuals", "support")
+          "counterfactuals", "support", "embedding_pca", "embedding_variance", "clusters")
 
 _TYPES = {
     "int32": pa.int32(),

@@ -113,7 +113,7 @@ class Store:
                 L.write_parquet(arrow_schema(kind).empty_table(), empty / f"{kind}.parquet", kind)
             empty = root / L.ANALYSES / L.EMPTY
             empty.mkdir()
-            for kind in ("counterfactuals", "support"):
+            for kind in ("counterfactuals", "support", "embedding_pca", "embedding_variance", "clusters"):
                 L.write_parquet(arrow_schema(kind).empty_table(), empty / f"{kind}.parquet", kind)
             manifest = {
                 "format": "dmstore",
