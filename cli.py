@@ -172,9 +172,11 @@ def ingest_parquet_cmd(store, files, mode):
 @store_arg
 @click.argument("sql")
 @param_opt
+@click.option("--table", "tables", multiple=True, metavar="NAME=FILE",
+              help="Expose a CSV/Parquet file as relation NAME (e.g. removal sets for dm_removal_effect).")
 @format_opt
 @out_opt
-def query(store, sql, params, fmt, out):
+def query(store, sql, params, tables, fmt, out):
     """Run a read-only SQL query over the store's views ('-' reads SQL from stdin).
 
     \b
@@ -186,7 +188,13 @@ def query(store, sql, params, fmt, out):
     from dmstore.output import write_result
     if sql == "-":
         sql = sys.stdin.read()
-    write_result(run_query(store, sql, dict(params)), fmt, out)
+    extra = {}
+    for item in tables:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r}: expected NAME=FILE", param_hint="--table")
+        extra[name] = path
+    write_result(run_query(store, sql, dict(params), tables=extra), fmt, out)
 
 
 @cli.command()

@@ -89,12 +89,16 @@ def _param_value(v):
     return v
 
 
-def query(store, sql: str, params: dict | None = None, con=None):
+def query(store, sql: str, params: dict | None = None, con=None, tables: dict | None = None):
     """Run read-only `sql` (one or more statements; the last one's rows are returned) with named
-    parameters `$name` from `params`; returns a pyarrow Table. Writes are refused (QueryError)."""
+    parameters `$name` from `params` and extra relations `tables` (name → CSV/Parquet file, for
+    macros that take a table such as dm_removal_effect); returns a pyarrow Table. Writes are
+    refused (QueryError)."""
     from .readonly import check_read_only
     n = check_read_only(sql)
     con = con or connect(store)
+    for name, path in (tables or {}).items():
+        attach_file(con, name, path)
     params = {k: _param_value(v) for k, v in (params or {}).items()}
     try:
         if n > 1:
@@ -108,6 +112,21 @@ def query(store, sql: str, params: dict | None = None, con=None):
     except duckdb.Error as e:
         raise QueryError(str(e).strip()) from None
 
+
+
+def attach_file(con, name: str, path) -> None:
+    """Expose a CSV or Parquet file as relation `name` on `con`."""
+    from .errors import InputError
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"--table {name}={path}: no such file")
+    if not name.isidentifier():
+        raise InputError(f"--table {name}=…: the name must be an identifier")
+    try:
+        rel = con.read_parquet(str(p)) if p.suffix in (".parquet", ".pq") else con.read_csv(str(p))
+        rel.to_view(name)
+    except duckdb.Error as e:
+        raise InputError(f"--table {name}={path}: cannot read it ({str(e).strip()})") from None
 
 
 def export(store, out, relation: str | None = None, sql: str | None = None, fmt: str = "parquet",

@@ -143,3 +143,13 @@ def test_python_m_dmstore(tmp_path):
     import sys
     r = subprocess.run([sys.executable, "-m", "dmstore", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "dmstore" in r.stdout
+
+
+def test_query_table_option(filled, tmp_path):
+    f = tmp_path / "sets.csv"
+    f.write_text("set_id,target_id,train_id\n0,41,3\n0,41,5\n")
+    r = run("query", filled.root, "SELECT count(*) AS n, sum(train_id) AS s FROM sets", "--table", f"sets={f}",
+            "--format", "csv")
+    assert r.exit_code == 0 and r.output.splitlines() == ["n,s", "2,8"], r.output
+    assert run("query", filled.root, "SELECT 1", "--table", "sets").exit_code == 2
+    assert run("query", filled.root, "SELECT 1", "--table", f"sets={tmp_path}/nope.csv").exit_code == 1
