@@ -199,6 +199,16 @@ def _train_mse(P: Problem, W):
     return (P.s - 2 * (P.C * W).sum(0) + (W * HW).sum(0)).clamp_min(0)
 
 
+def _solve_at(est, P: Problem, lam, W0, opts):
+    """(W, train MSE, relative gap, iterations, converged) of lasso or ridge at per-target λ."""
+    if est == "lasso":
+        sol = lasso_solve(P, lam, W0, opts["tol"], opts["max_iter"])
+        return sol.W, sol.r2, sol.rel_gap, sol.n_iter, sol.converged
+    n = P.n
+    W, it = cg_solve(P, lam, W0, max_iter=opts["max_iter"])
+    return W, _train_mse(P, W), torch.zeros(n), torch.full((n,), int(it)), torch.ones(n, dtype=torch.bool)
+
+
 def _solve_block(block, est, opts, bar):
     """Fit one block of targets. Returns (rows: list of per-λ dicts of arrays [n],
     weights: list of (lam [n], W [d, n]) to write)."""
@@ -220,13 +230,7 @@ def _solve_block(block, est, opts, bar):
         path = []
         for k, r in enumerate(ratios):
             lam = lam_max * float(r)
-            if est == "lasso":
-                sol = lasso_solve(P, lam, W, opts["tol"], opts["max_iter"])
-                W, r2, gap, nit, conv = sol.W, sol.r2, sol.rel_gap, sol.n_iter, sol.converged
-            else:
-                W, it = cg_solve(P, lam, W, max_iter=opts["max_iter"])
-                r2 = _train_mse(P, W)
-                gap, nit, conv = torch.zeros(n), torch.full((n,), int(it)), torch.ones(n, dtype=torch.bool)
+            W, r2, gap, nit, conv = _solve_at(est, P, lam, W, opts)
             vm = block.val_mse(W, mu, yb)
             if vm is None:
                 raise InputError("no validation models: add models with role 'val' or raise val_fraction")
@@ -243,13 +247,7 @@ def _solve_block(block, est, opts, bar):
         Pa = block.problem("all")
         mua, yba = block.center("all")
         lam_sel = lam_max * torch.as_tensor(ratios, dtype=P.C.dtype, device=P.C.device)[best_k]
-        if est == "lasso":
-            sol = lasso_solve(Pa, lam_sel, W_best, opts["tol"], opts["max_iter"])
-            Wf, r2f, gapf, nitf, convf = sol.W, sol.r2, sol.rel_gap, sol.n_iter, sol.converged
-        else:
-            Wf, it = cg_solve(Pa, lam_sel, W_best, max_iter=opts["max_iter"])
-            r2f = _train_mse(Pa, Wf)
-            gapf, nitf, convf = torch.zeros(n), torch.full((n,), int(it)), torch.ones(n, dtype=torch.bool)
+        Wf, r2f, gapf, nitf, convf = _solve_at(est, Pa, lam_sel, W_best, opts)
         n_fit, n_all = block.n_models("fit"), block.n_models("all")
         bk = best_k.cpu().numpy()
         for k, p in enumerate(path):

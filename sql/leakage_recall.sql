@@ -8,14 +8,7 @@
 -- Columns: method VARCHAR, k INTEGER, n_targets BIGINT (with a same-group train example),
 --   recall DOUBLE.
 CREATE OR REPLACE MACRO leakage_recall(fit, k) AS TABLE
-WITH targets AS (
-    SELECT DISTINCT f.target_id
-    FROM fits AS f
-    JOIN examples AS t ON t.example_id = f.target_id
-    WHERE f.fit_id = fit AND t.split = 'test'
-      AND EXISTS (SELECT 1 FROM examples AS r
-                  WHERE r.split = 'train' AND r.group_key = t.group_key)
-),
+WITH targets AS (SELECT target_id FROM leakage_targets(fit)),
 dm_hits AS (
     SELECT DISTINCT l.target_id FROM leakage(fit, k) AS l
     WHERE l.same_group AND l.target_id IN (SELECT target_id FROM targets)

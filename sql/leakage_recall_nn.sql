@@ -6,14 +6,7 @@
 -- Parameters: fit BIGINT, k INTEGER.
 -- Columns: method VARCHAR ('nearest_neighbor'), k INTEGER, n_targets BIGINT, recall DOUBLE.
 CREATE OR REPLACE MACRO leakage_recall_nn(fit, k) AS TABLE
-WITH targets AS (
-    SELECT DISTINCT f.target_id
-    FROM fits AS f
-    JOIN examples AS t ON t.example_id = f.target_id
-    WHERE f.fit_id = fit AND t.split = 'test'
-      AND EXISTS (SELECT 1 FROM examples AS r
-                  WHERE r.split = 'train' AND r.group_key = t.group_key)
-),
+WITH targets AS (SELECT target_id FROM leakage_targets(fit)),
 nn AS (
     SELECT t.example_id AS target_id,
            min_by(r.group_key = t.group_key, list_distance(t.features, r.features), k) AS hits
