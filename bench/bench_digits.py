@@ -33,18 +33,20 @@ def main():
     root = a.out or os.path.join(tempfile.mkdtemp(), "digits")
     t0 = time.time()
     r = train(root, "digits", 0.5, a.models, batch=500, workers=a.workers, progress=False)
-    print(f"train: {r.summary()}  (goal >= 1,500 models/min)")
+    print(f"train: {r.summary()}  (goal >= 1,500 models/min)", flush=True)
     train(root, "digits", 0.5, 2 * a.eval_masks, batch=500, role="eval", repeats=2, workers=a.workers,
           progress=False)
     st = Store.open(root, "a")
-    ids = {}
+    ids = {r["estimator"]: r["fit_id"] for r in st.fit_runs().to_pylist()}   # a rerun reuses fits
     for est in ("lasso", "diff_means", "diff_means_correct"):
-        f = fit(st, "digits", 0.5, estimator=est, targets="test", n_lambdas=20, progress=False)
-        ids[est] = f.fit_id
-        print(f"fit: {f.summary()}")
+        if est not in ids:
+            f = fit(st, "digits", 0.5, estimator=est, targets="test", n_lambdas=20, progress=False)
+            ids[est] = f.fit_id
+            print(f"fit: {f.summary()}", flush=True)
     con = st.connect()
     rows = con.sql("SELECT estimator, lds, pooled_pearson, auc, lds_mask_avg, pearson_mask_avg, n_eval_models "
-                   "FROM estimator_comparison ORDER BY fit_id").fetchall()
+                   "FROM estimator_comparison WHERE list_contains($ids, fit_id) ORDER BY fit_id",
+                   params={"ids": list(ids.values())}).fetchall()
     lds = {}
     for est, l, pp, auc, lm, pm, n in rows:
         lds[est] = l

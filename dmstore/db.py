@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 
+from . import schema
 from .errors import QueryError
 
 _HEADER = re.compile(r"^--\s*(view|macro|table macro):\s*(\w+)", re.M)
@@ -45,6 +46,11 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
             except (duckdb.CatalogException, duckdb.BinderException) as e:
                 last = (name, e)
                 continue
+            except duckdb.IOException as e:
+                if "No files found" not in str(e) or name not in schema.TABLES:
+                    raise
+                con.execute(_empty_view(name))  # a relation nothing has written yet
+
             del pending[name]
             progressed = True
         if progressed:
@@ -54,6 +60,16 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
             raise QueryError(f"sql/{last[0]}.sql does not register: {last[1]}")
         for n in unmet:
             del pending[n]
+
+
+def _empty_view(name: str) -> str:
+    """A typed, empty view for table `name` (from schemas/), when no file of it exists yet."""
+    cols = ", ".join(f'CAST(NULL AS {_DUCK[c["type"]]}) AS "{c["name"]}"' for c in schema.table_spec(name)["columns"])
+    return f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} WHERE false'
+
+
+_DUCK = {"int32": "INTEGER", "int64": "BIGINT", "float32": "FLOAT", "float64": "DOUBLE", "string": "VARCHAR",
+         "binary": "BLOB", "bool": "BOOLEAN"}
 
 
 def _has_column(con, rel: str, col: str) -> bool:
