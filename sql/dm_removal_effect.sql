@@ -8,12 +8,19 @@
 -- Columns: set_id, target_id, n_removed BIGINT, predicted_effect DOUBLE, vs_random_control DOUBLE.
 CREATE OR REPLACE MACRO dm_removal_effect(fit, removals, alpha := NULL) AS TABLE
 WITH r AS (SELECT set_id, target_id, train_id FROM query_table(removals)),
-w AS (SELECT target_id, train_id, weight FROM dm_weights(fit))
-SELECT r.set_id, r.target_id, count(*) AS n_removed,
-       coalesce(sum(w.weight), 0)::DOUBLE AS predicted_effect,
-       coalesce(sum(w.weight), 0)::DOUBLE
-           * coalesce(alpha, (SELECT any_value(fr.alpha) FROM fit_runs AS fr WHERE fr.fit_id = fit)) AS vs_random_control
-FROM r
-LEFT JOIN w ON w.target_id = r.target_id AND w.train_id = r.train_id
-GROUP BY r.set_id, r.target_id
-ORDER BY r.set_id, r.target_id;
+sel AS (SELECT target_id, lam FROM fits WHERE fit_id = fit AND selected),
+hit AS (
+    SELECT r.set_id, r.target_id, w.weight
+    FROM r
+    JOIN sel USING (target_id)
+    JOIN weights AS w ON w.fit_id = fit AND w.target_id = r.target_id AND w.lam = sel.lam
+                     AND w.train_id = r.train_id
+),
+effect AS (SELECT set_id, target_id, sum(weight)::DOUBLE AS s FROM hit GROUP BY ALL),
+sizes AS (SELECT set_id, target_id, count(*) AS n_removed FROM r GROUP BY ALL)
+SELECT z.set_id, z.target_id, z.n_removed, coalesce(e.s, 0) AS predicted_effect,
+       coalesce(e.s, 0) * coalesce(alpha, (SELECT any_value(fr.alpha) FROM fit_runs AS fr
+                                           WHERE fr.fit_id = fit)) AS vs_random_control
+FROM sizes AS z
+LEFT JOIN effect AS e USING (set_id, target_id)
+ORDER BY z.set_id, z.target_id;
