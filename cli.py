@@ -452,11 +452,9 @@ def _ints(text, name):
 @cli.command()
 @store_arg
 def migrate(store):
-    """Migrate a store written by an older format version (format 1 is the first)."""
-    from dmstore import Store
-    from dmstore.schema import format_version
-    Store.open(store)  # raises, naming both versions, when it is not the current format
-    click.echo(f"{store} is at format version {format_version()}; nothing to migrate")
+    """Migrate a store written by an older format version to this dmstore's format."""
+    from dmstore.migrate import migrate as run_migrate
+    click.echo(run_migrate(store))
 
 
 def main():

@@ -153,3 +153,19 @@ def test_query_table_option(filled, tmp_path):
     assert r.exit_code == 0 and r.output.splitlines() == ["n,s", "2,8"], r.output
     assert run("query", filled.root, "SELECT 1", "--table", "sets").exit_code == 2
     assert run("query", filled.root, "SELECT 1", "--table", f"sets={tmp_path}/nope.csv").exit_code == 1
+
+
+def test_migrate(tmp_path):
+    import json
+    st = tmp_path / "s"
+    run("init", st, "--train-size", 4)
+    r = run("migrate", st)
+    assert r.exit_code == 0 and "nothing to migrate" in r.output
+    man = st / "dmstore.json"
+    j = json.loads(man.read_text())
+    j["format_version"] = 0
+    man.write_text(json.dumps(j))
+    r = run("info", st)
+    assert r.exit_code == 1 and "dmstore migrate" in r.output
+    r = run("migrate", st)
+    assert r.exit_code == 1 and "no migration from format version 0" in r.output
