@@ -53,11 +53,8 @@ def main():
         print(f"held-out ({n} eval models): {est:<19} LDS {l:.3f}  pooled Pearson {pp:.3f}  AUC {auc:.3f}  "
               f"LDS vs per-mask means {lm:.3f}")
     print(f"goal LDS >= 0.70 and pooled Pearson >= 0.97 for lasso")
-    agree = con.sql("SELECT avg((train_label = target_label)::DOUBLE) FROM topk_neighbors($f, 10) "
-                    "WHERE direction = 'positive'", params={"f": ids["lasso"]}).fetchall()[0][0]
-    per_target = con.sql("SELECT avg(a) FROM (SELECT avg((train_label = target_label)::DOUBLE) a FROM "
-                         "topk_neighbors($f, 10) WHERE direction = 'positive' GROUP BY target_id)",
-                         params={"f": ids["lasso"]}).fetchall()[0][0]
+    agree, per_target, _ = con.sql("SELECT * FROM neighbor_label_agreement($f, 10)",
+                                   params={"f": ids["lasso"]}).fetchall()[0]
     print(f"top-10 positive neighbours sharing the label: {100 * agree:.1f} % of pairs, "
           f"{100 * per_target:.1f} % averaged per test digit (goal >= 80 %)")
     cf = counterfactual(st, ids["lasso"], targets=a.cf_targets, ks=(10, 20, 40, 80, 160), trials=5)

@@ -55,7 +55,7 @@ def _targets(con, fit_id, targets, seed):
 
 
 def _weights(con, fit_id, target):
-    w = con.sql("SELECT train_id, weight FROM datamodels WHERE fit_id = $f AND target_id = $t",
+    w = con.sql("SELECT train_id, weight FROM dm_weights($f) WHERE target_id = $t",
                 params={"f": int(fit_id), "t": int(target)}).fetchnumpy()
     return w["train_id"], w["weight"].astype(np.float64)
 

@@ -46,8 +46,7 @@ def demo(out="demo-out", models: int = 4000, eval_masks: int = 200, workers: int
     for est, n, lds, pear, auc in comp:
         echo(f"      {est:<19} LDS {lds:.3f}   pooled Pearson {pear:.3f}   AUC {auc:.3f}   ({n} models)")
     lasso = fits["lasso"]
-    agree = con.sql("SELECT avg((train_label = target_label)::DOUBLE) FROM topk_neighbors($f, 10) "
-                    "WHERE direction = 'positive'", params={"f": lasso}).fetchall()[0][0]
+    agree = con.sql("SELECT pairs FROM neighbor_label_agreement($f, 10)", params={"f": lasso}).fetchall()[0][0]
     echo(f"      top-10 positive neighbours sharing the test digit's label: {100 * agree:.1f} %")
     for t, lab, ids, labs in con.sql(
             "SELECT target_id, any_value(target_label), list(train_id ORDER BY rank), list(train_label ORDER BY rank) "

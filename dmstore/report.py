@@ -74,8 +74,7 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report") -> str
 
     # figure 9: neighbours
     has_feat = "features" in [c[0] for c in con.execute("DESCRIBE examples").fetchall()]
-    agree = con.sql("""SELECT avg((train_label = target_label)::DOUBLE) FROM topk_neighbors($f, 10)
-                       WHERE direction = 'positive'""", params=p).fetchall()[0][0]
+    agree = con.sql("SELECT pairs FROM neighbor_label_agreement($f, 10)", params=p).fetchall()[0][0]
     parts.append("<h2>Nearest training examples by datamodel weight (figure 9)</h2>")
     if agree is not None:
         parts.append(f"<p>{100 * agree:.1f} % of the top-10 positive neighbours share the target's label.</p>")

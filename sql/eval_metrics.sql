@@ -22,17 +22,28 @@ WITH joined AS (
     JOIN models AS m USING (model_id)
     JOIN margins AS y ON y.model_id = p.model_id AND y.example_id = p.target_id
 ),
+-- one row per unit: a model, or a mask (outputs of its models averaged); same metrics for both
+units AS (
+    SELECT 'model' AS level, fit_id, estimator, alpha, target_id, model_id AS unit, mask_id,
+           predicted, actual, correct
+    FROM joined
+    UNION ALL
+    SELECT 'mask', fit_id, any_value(estimator), any_value(alpha), target_id, mask_id, mask_id,
+           avg(predicted), avg(actual), NULL
+    FROM joined
+    GROUP BY fit_id, target_id, mask_id
+),
 ranked AS (
     SELECT *,
-        rank() OVER (PARTITION BY fit_id, target_id ORDER BY predicted)
-            + (count(*) OVER (PARTITION BY fit_id, target_id, predicted) - 1) / 2.0 AS rank_pred,
-        rank() OVER (PARTITION BY fit_id, target_id ORDER BY actual)
-            + (count(*) OVER (PARTITION BY fit_id, target_id, actual) - 1) / 2.0 AS rank_actual
-    FROM joined
+        rank() OVER (PARTITION BY level, fit_id, target_id ORDER BY predicted)
+            + (count(*) OVER (PARTITION BY level, fit_id, target_id, predicted) - 1) / 2.0 AS rank_pred,
+        rank() OVER (PARTITION BY level, fit_id, target_id ORDER BY actual)
+            + (count(*) OVER (PARTITION BY level, fit_id, target_id, actual) - 1) / 2.0 AS rank_actual
+    FROM units
 ),
-per_model AS (
-    SELECT fit_id, any_value(estimator) AS estimator, any_value(alpha) AS alpha, target_id,
-           count(*) AS n_models,
+metrics AS (
+    SELECT level, fit_id, any_value(estimator) AS estimator, any_value(alpha) AS alpha, target_id,
+           count(*) AS n_units,
            count(DISTINCT mask_id) AS n_masks,
            nullif(corr(rank_pred, rank_actual), 'nan'::DOUBLE) AS spearman,
            nullif(corr(predicted, actual), 'nan'::DOUBLE) AS pearson,
@@ -40,27 +51,11 @@ per_model AS (
            (sum(rank_pred) FILTER (correct = 1) - sum(correct) * (sum(correct) + 1) / 2.0)
                / nullif(sum(correct) * (count(*) - sum(correct)), 0) AS auc
     FROM ranked
-    GROUP BY fit_id, target_id
-),
-per_mask AS (
-    SELECT fit_id, target_id, mask_id, avg(predicted) AS predicted, avg(actual) AS actual
-    FROM joined
-    GROUP BY fit_id, target_id, mask_id
-),
-mask_ranked AS (
-    SELECT *,
-        rank() OVER (PARTITION BY fit_id, target_id ORDER BY predicted)
-            + (count(*) OVER (PARTITION BY fit_id, target_id, predicted) - 1) / 2.0 AS rank_pred,
-        rank() OVER (PARTITION BY fit_id, target_id ORDER BY actual)
-            + (count(*) OVER (PARTITION BY fit_id, target_id, actual) - 1) / 2.0 AS rank_actual
-    FROM per_mask
-),
-mask_metrics AS (
-    SELECT fit_id, target_id,
-           nullif(corr(rank_pred, rank_actual), 'nan'::DOUBLE) AS spearman_mask_avg,
-           nullif(corr(predicted, actual), 'nan'::DOUBLE) AS pearson_mask_avg,
-           avg((predicted - actual) ** 2) AS mse_mask_avg
-    FROM mask_ranked
-    GROUP BY fit_id, target_id
+    GROUP BY level, fit_id, target_id
 )
-SELECT * FROM per_model JOIN mask_metrics USING (fit_id, target_id);
+SELECT m.fit_id, m.estimator, m.alpha, m.target_id, m.n_units AS n_models, m.n_masks,
+       m.spearman, m.pearson, m.mse, m.auc,
+       k.spearman AS spearman_mask_avg, k.pearson AS pearson_mask_avg, k.mse AS mse_mask_avg
+FROM metrics AS m
+JOIN metrics AS k ON k.level = 'mask' AND k.fit_id = m.fit_id AND k.target_id = m.target_id
+WHERE m.level = 'model';

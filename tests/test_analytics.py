@@ -52,6 +52,19 @@ def test_topk_neighbors(env):
             assert (got["target_label"][sel] == labels[t]).all()
 
 
+def test_neighbor_label_agreement(env):
+    st, con, fid, X, Y, W, b, labels, *_ = env
+    pairs, per_target, n = con.sql("SELECT * FROM neighbor_label_agreement($f, 3)", params={"f": fid}).fetchall()[0]
+    shares, same, total = [], 0, 0
+    for j in range(NT):
+        top = [i for i in np.argsort(-W[:, j], kind="stable") if W[i, j] > 0][:3]
+        if top:
+            s_ = sum(labels[i] == labels[D + j] for i in top)
+            shares.append(s_ / len(top))
+            same, total = same + s_, total + len(top)
+    assert n == len(shares) and pairs == pytest.approx(same / total) and per_target == pytest.approx(np.mean(shares))
+
+
 def test_topk_at_a_path_lambda(env):
     st, con, fid, *_ = env
     lam = con.sql("SELECT lam FROM fits WHERE fit_id = $f AND NOT selected AND target_id = $t ORDER BY lam LIMIT 1",
