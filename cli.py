@@ -208,7 +208,7 @@ def info(store, as_json):
         click.echo(json.dumps(i, indent=2))
         return
     click.echo(f"store {i['path']} (format version {i['format_version']}, created {i['created_at']})")
-    click.echo(f"examples: " + ", ".join(f"{k} {v}" for k, v in i["examples"].items())
+    click.echo("examples: " + ", ".join(f"{k} {v}" for k, v in i["examples"].items())
                + f"; mask width d = {i['train_size']}")
     if not i["experiments"]:
         click.echo("no models yet")

@@ -52,7 +52,7 @@ def main():
         lds[est] = l
         print(f"held-out ({n} eval models): {est:<19} LDS {l:.3f}  pooled Pearson {pp:.3f}  AUC {auc:.3f}  "
               f"LDS vs per-mask means {lm:.3f}")
-    print(f"goal LDS >= 0.70 and pooled Pearson >= 0.97 for lasso")
+    print("goal LDS >= 0.70 and pooled Pearson >= 0.97 for lasso")
     agree, per_target, _ = con.sql("SELECT * FROM neighbor_label_agreement($f, 10)",
                                    params={"f": ids["lasso"]}).fetchall()[0]
     print(f"top-10 positive neighbours sharing the label: {100 * agree:.1f} % of pairs, "

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
 from . import layout as L
 from . import __version__
-from .errors import InputError, NotFoundError
+from .errors import InputError
 from .solvers import Problem, cg_solve, gram_matvec, lasso_solve, lipschitz_gram, lipschitz_power
 from .stats import Stats, split_val
 from .validate import check_alpha
@@ -260,8 +259,6 @@ def _solve_block(block, est, opts, bar):
                                rel_gap=gapf, n_iter=nitf, converged=convf).items():
                 row[key] = np.where(sel, _np(v), row[key])
             rows.append(row)
-        if opts["keep_path"]:
-            weights = [(lam, Wk, k) for lam, Wk, k in weights]
         weights.append((lam_sel, Wf, -1))
         return rows, weights, bk
     # single-solution estimators on fit + val models
@@ -323,8 +320,8 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         val_ids, val_source = ids[roles == "val"], "role"
     else:
         val_ids, val_source = ids[split_val(ids, val_fraction, seed)], "split"
-    val_set = set(val_ids.tolist())
-    n_val, n_fit = len(val_set), int(ids.size - len(val_set))
+    val_ids = np.unique(val_ids)
+    n_val, n_fit = int(val_ids.size), int(ids.size - val_ids.size)
     if n_fit < 2:
         raise InputError(f"only {n_fit} fit models for {experiment!r} at alpha {alpha}; need more")
 
@@ -346,7 +343,7 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         if block_t.size == 0 and not need_rows:
             continue
         S_fit, S_val, rows_data_b = _scan(store, experiment, alpha, block_t, train_t if need_rows else None,
-                                          val_set, dev, dt, correct, need_gram=bi == 0)
+                                          val_ids, dev, dt, correct, need_gram=bi == 0)
         if need_rows:
             rows_data = rows_data_b
         if bi == 0:
@@ -385,7 +382,7 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     return result
 
 
-def _scan(store, experiment, alpha, gram_t, row_t, val_set, dev, dt, correct, need_gram):
+def _scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, need_gram):
     """One streaming pass: Stats for fit/val models on `gram_t`, and (when `row_t` is given) the
     in-memory X (0/1, compute dtype) and Y of fit/val models for the eq. 9 solver."""
     d = store.d
@@ -398,7 +395,7 @@ def _scan(store, experiment, alpha, gram_t, row_t, val_set, dev, dt, correct, ne
             S[g].xx = S[g].xx.float()
     Xs, Ys = {"fit": [], "val": []}, {"fit": [], "val": []}
     for ch in store.iter_chunks(experiment, alpha, role=["fit", "val"], targets=both, max_rows=4096):
-        isval = np.fromiter((int(i) in val_set for i in ch["model_ids"]), bool, len(ch["model_ids"]))
+        isval = np.isin(ch["model_ids"], val_ids, assume_unique=True)
         Yall = ch["margins"]
         if correct:
             Yall = (Yall > 0).astype(np.float32)
@@ -466,18 +463,19 @@ def _eval_predictions(store, experiment, alpha, fit_rows, weight_parts, dev, dt)
 
 
 def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, run, t0) -> FitResult:
-    n = sum(r["target_id"].size for r in fit_rows)
     cat = lambda k: np.concatenate([r[k] for r in fit_rows]) if fit_rows else np.zeros(0)  # noqa: E731
     fits = {k: cat(k) for k in ("target_id", "lam", "bias", "train_mse", "val_mse", "nnz", "selected",
                                 "n_models", "rel_gap", "n_iter", "converged")}
     order = np.lexsort((-fits["lam"], fits["target_id"]))
     fits = {k: v[order] for k, v in fits.items()}
     # weights: the selected (refit) solution for every target; path solutions at other λ
-    sel_keys = set(zip(fits["target_id"][fits["selected"]].tolist(), fits["lam"][fits["selected"]].tolist()))
+    sel_t, sel_lam = fits["target_id"][fits["selected"]], fits["lam"][fits["selected"]]
+    o = np.argsort(sel_t)
+    sel_t, sel_lam = sel_t[o], sel_lam[o]
     wt = [p for p in weight_parts if p[4] == -1]
-    for p in weight_parts:
+    for p in weight_parts:  # a path solution at a target's selected λ gives way to the refit
         if p[4] >= 0:
-            keep = np.array([(t, lam) not in sel_keys for t, lam in zip(p[0].tolist(), p[1].tolist())], bool)
+            keep = sel_lam[np.searchsorted(sel_t, p[0])] != p[1]
             wt.append(tuple(a[keep] for a in p[:4]) + (p[4],))
     w_cat = [np.concatenate([p[i] for p in wt]) if wt else np.zeros(0) for i in range(4)]
     worder = np.lexsort((w_cat[2], -w_cat[1], w_cat[0])) if w_cat[0].size else np.zeros(0, np.int64)

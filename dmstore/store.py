@@ -416,7 +416,7 @@ class Store:
             have = self.experiments()
             raise NotFoundError(f"no models for experiment {experiment!r} alpha {alpha}"
                                 + (f" role {role!r}" if role else "")
-                                + (f"; the store has: " + ", ".join(
+                                + ("; the store has: " + ", ".join(
                                     f"{e} @ {a}" for e, a in sorted({(r['experiment'], r['alpha'])
                                                                      for r in have}))
                                    if have else "; the store is empty"))
