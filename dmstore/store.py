@@ -405,6 +405,8 @@ class Store:
         if roles is not None:
             keep &= np.isin(t["role"].to_numpy(zero_copy_only=False), roles)
         rows = np.flatnonzero(keep)
+        if rows.size == t.num_rows:
+            return t.select(cols), rows
         return t.take(pa.array(rows)).select(cols), rows
 
     def model_ids(self, experiment, alpha, role=None) -> np.ndarray:
@@ -474,7 +476,6 @@ class Store:
 
     def mask_matrix(self, experiment, alpha, role=None, dtype=bool) -> np.ndarray:
         """bool (or `dtype`) [m, d]: masks of the matching models, rows by ascending model_id."""
-        self._require_models(experiment, alpha, role)
         ids, packed = [], []
         width = (self.d + 7) // 8
         for bd in self._batch_dirs():
@@ -482,6 +483,8 @@ class Store:
             if rows.size:
                 ids.append(t["model_id"].to_numpy())
                 packed.append(_fixed_width_bytes(t["mask"], width))
+        if not ids:
+            self._require_models(experiment, alpha, role)  # raises, listing what the store has
         ids = np.concatenate(ids)
         P = np.concatenate(packed)
         if (np.diff(ids) < 0).any():
@@ -492,7 +495,6 @@ class Store:
     def margin_matrix(self, experiment, alpha, role=None, targets=None) -> np.ndarray:
         """float32 [m, n]: margins of the matching models (rows by ascending model_id) on
         `targets` (ascending example ids; default: the targets of the first batch)."""
-        self._require_models(experiment, alpha, role)
         if targets is not None:
             targets = np.unique(np.asarray(targets)).astype(np.int32)
         ids, parts = [], []
@@ -504,6 +506,8 @@ class Store:
                 targets = self.batch_targets(bd)
             ids.append(t["model_id"].to_numpy())
             parts.append(self._batch_margins(bd, rows, targets))
+        if not ids:
+            self._require_models(experiment, alpha, role)  # raises, listing what the store has
         ids = np.concatenate(ids)
         Y = np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])  # writable, owned
         return Y if not (np.diff(ids) < 0).any() else Y[np.argsort(ids, kind="stable")]
