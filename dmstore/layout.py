@@ -9,6 +9,7 @@ an exclusive writer lock and an atomic directory commit.
     STORE/analyses/<unit>/{counterfactuals,support}.parquet
     STORE/.tmp/<batch>/                      private: files being written (never globbed)
     STORE/.lock                              private: writer lock (fcntl)
+    STORE/.next_model_id                     private: the next model id no writer has reserved
 
 A batch directory is built complete under `.tmp/` and moved into place with one `os.replace`, so a
 reader globbing `batches/*/…` sees a whole batch or nothing, and a writer killed mid-write leaves
@@ -36,6 +37,7 @@ FITS = "fits"
 ANALYSES = "analyses"
 TMP = ".tmp"
 LOCK = ".lock"
+NEXT_ID = ".next_model_id"   # private: model ids reserved by writers (never reused)
 EMPTY = "0-empty"  # zero-row files that pin column types and keep globs non-empty
 
 # Per-column Parquet encodings. Margins are float32 that often came from float16: splitting the

@@ -45,6 +45,7 @@ class IngestReport:
     ignored: int = 0      # conflicting records left as stored (mode='ignore')
     batches: int = 0
     model_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    units: list = field(default_factory=list, repr=False)   # staged, not yet committed
 
     def summary(self) -> str:
         return (f"added {self.added}, skipped {self.skipped} identical, replaced {self.replaced}, "
@@ -248,7 +249,12 @@ class Store:
                progress=None) -> IngestReport:
         """Ingest the batches `make_batches()` yields (called twice: once to validate and hash,
         once to write). Nothing is written unless every batch validates and no conflict stops
-        it; each batch then lands atomically."""
+        it; each batch then lands atomically.
+
+        Concurrency: identities are resolved and new ids reserved under the store's lock; the
+        files are compressed and written outside it (so many writers work at once); the lock is
+        taken again to check that nothing overlapping was committed meanwhile and to rename the
+        batches into place. If something was, the write is redone under the lock."""
         self._require_writable()
         check_mode(mode)
         keys = []  # per batch: (experiment, alpha, model_ids, source, source_rows, digests)
@@ -258,9 +264,34 @@ class Store:
             return IngestReport()
         _check_unique_across(keys)
         with L.writer_lock(self.root):
-            plan = self._plan(keys, mode)
-            report = IngestReport(model_ids=np.concatenate([p["ids"] for p in plan]))
-            replaced_by_batch: dict[Path, set] = {}
+            plan = self._plan(keys, mode, reserve=True)
+            if any(p["replaced"] for p in plan):   # overwrite rewrites batches: single writer
+                return self._write_plan(make_batches, plan, progress, commit=True)
+        report = self._write_plan(make_batches, plan, progress, commit=False)
+        try:
+            with L.writer_lock(self.root):
+                again = self._plan(keys, mode)
+                if all(np.array_equal(p["action"], q["action"]) for p, q in zip(plan, again)):
+                    for unit in report.units:
+                        unit.commit()
+                    report.units = []
+                    return report
+                for unit in report.units:   # another writer committed some of these records
+                    unit.abort()
+                report.units = []
+                return self._write_plan(make_batches, self._plan(keys, mode, reserve=True), progress,
+                                        commit=True)
+        finally:
+            for unit in report.units:
+                unit.abort()
+
+    def _write_plan(self, make_batches, plan, progress, commit: bool) -> IngestReport:
+        """Write the batches' new and replacing rows as staged units (committed at once when
+        `commit`, else returned in report.units for the caller to commit)."""
+        report = IngestReport(model_ids=np.concatenate([p["ids"] for p in plan]))
+        report.units = []
+        replaced_by_batch: dict[Path, set] = {}
+        try:
             for b, p in zip(make_batches(), plan):
                 act = p["action"]
                 report.skipped += int((act == "skip").sum())
@@ -275,19 +306,21 @@ class Store:
                     ids = p["ids"][rows]
                     mask_ids = sub.mask_ids if sub.mask_ids is not None else ids
                     unit = L.StagedUnit(self.root, L.BATCHES)
-                    try:
-                        unit.write("margins", sub.margins_table(ids),
-                                   {TARGETS_KEY: encode_ranges(sub.target_ids)})
-                        unit.write("models", sub.models_table(ids, mask_ids))
+                    report.units.append(unit)
+                    unit.write("margins", sub.margins_table(ids), {TARGETS_KEY: encode_ranges(sub.target_ids)})
+                    unit.write("models", sub.models_table(ids, mask_ids))
+                    if commit:
                         unit.commit()
-                    except BaseException:
-                        unit.abort()
-                        raise
+                        report.units.pop()
                     report.batches += 1
                 if progress is not None:
                     progress(b.m)
-            for path, mids in replaced_by_batch.items():
-                self._rewrite_without(path, mids)
+        except BaseException:
+            for unit in report.units:
+                unit.abort()
+            raise
+        for path, mids in replaced_by_batch.items():
+            self._rewrite_without(path, mids)
         return report
 
     def _index(self) -> pa.Table:
@@ -298,8 +331,10 @@ class Store:
             parts.append(t.append_column("batch", pa.array([str(bd)] * t.num_rows, pa.string())))
         return pa.concat_tables(parts) if parts else None
 
-    def _plan(self, keys, mode) -> list[dict]:
-        """Decide per incoming record: new | skip (identical) | replace | ignore, or raise."""
+    def _plan(self, keys, mode, reserve: bool = False) -> list[dict]:
+        """Decide per incoming record: new | skip (identical) | replace | ignore, or raise.
+        With `reserve`, the ids given to new records are recorded in `.next_model_id` so that
+        a concurrent writer (whose batches are not committed yet) never takes them."""
         idx = self._index()
         ids = idx["model_id"].to_numpy()
         dig = idx["digest"].to_pylist()
@@ -314,6 +349,9 @@ class Store:
         by_src = {(src[k], srow[k]): k for k in same if srow[k] is not None}
         by_dig = {dig[k]: k for k in same}
         next_id = int(ids.max()) + 1 if ids.size else 0
+        counter = self.root / L.NEXT_ID
+        if counter.exists():
+            next_id = max(next_id, int(counter.read_text() or 0))
         for k in keys:
             if k[2] is not None and k[2].size:
                 next_id = max(next_id, int(k[2].max()) + 1)
@@ -367,6 +405,10 @@ class Store:
                 raise ConflictError(f"experiment {experiment!r} at alpha {alpha} already holds "
                                     f"{len(same)} models and mode is 'error'; nothing was written. "
                                     f"Use mode 'append' to add to it")
+        if reserve:
+            tmp = self.root / L.TMP / f"next-id-{os.getpid()}"
+            tmp.write_text(str(next_id))
+            os.replace(tmp, counter)
         return plan
 
     def _rewrite_without(self, batch_dir: Path, model_ids: set) -> None:

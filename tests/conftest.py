@@ -21,14 +21,15 @@ def alpha_masks(rng, m: int, d: int, alpha: float) -> np.ndarray:
 
 
 def snapshot(root: Path) -> dict:
-    """relative path → sha256 of every visible file (the private .tmp/ and .lock excluded)."""
+    """relative path → sha256 of every file of the store's data (the private .tmp/, .lock and
+    .next_model_id — ids reserved by writers, never reused — excluded)."""
     out = {}
     for dirpath, _, files in os.walk(root):
         rel = Path(dirpath).relative_to(root)
         if rel.parts[:1] == (".tmp",):
             continue
         for f in files:
-            if f == ".lock":
+            if f in (".lock", ".next_model_id"):
                 continue
             p = Path(dirpath) / f
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()

@@ -116,3 +116,35 @@ def test_sigkill_mid_write_leaves_nothing_visible(tmp_path):
     Store.open(store.root, "a")  # … until the next writer opens the store
     assert not any(tmp.iterdir())
     assert snapshot(store.root) == before
+
+
+SAME = textwrap.dedent("""
+    import sys
+    from dmstore import Store
+    from dmstore.ingest import ingest_release
+    r = ingest_release(Store.open({root!r}, "a"), {rel!r}, 0.5, "same")
+    print(r.added, r.skipped)
+""")
+
+
+def test_writers_racing_on_the_same_records_store_them_once(tmp_path):
+    """Four processes ingest one release at once: each stages its files outside the lock; the
+    ones that find the records committed meanwhile redo their plan, so every model lands once."""
+    from conftest import Synth
+    s = Synth(m=400, d=64, n_test=200, seed=9)
+    rel = tmp_path / "rel"
+    rel.mkdir()
+    np.save(rel / "train_masks_50pct.npy", s.masks)
+    np.save(rel / "test_margins_50pct.npy", s.margins[:, 64:])
+    store = Store.create(tmp_path / "s", train_size=64, test_size=200)
+    procs = [subprocess.Popen([sys.executable, "-c", SAME.format(root=str(store.root), rel=str(rel))],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        outs.append(tuple(map(int, out.split())))
+    assert sum(a for a, _ in outs) == 400 and all(a + sk == 400 for a, sk in outs)
+    con = store.connect()
+    assert con.sql("SELECT count(*), count(DISTINCT model_id), count(DISTINCT source_row) FROM models").fetchall() == [(400, 400, 400)]
+    assert np.array_equal(store.mask_matrix("same", 0.5), s.masks)
