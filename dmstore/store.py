@@ -287,10 +287,20 @@ class Store:
 
     def _write_plan(self, make_batches, plan, progress, commit: bool) -> IngestReport:
         """Write the batches' new and replacing rows as staged units (committed at once when
-        `commit`, else returned in report.units for the caller to commit)."""
+        `commit`, else returned in report.units for the caller to commit). Without `commit`, up
+        to two units are encoded and written at a time (pyarrow releases the GIL)."""
+        from concurrent.futures import ThreadPoolExecutor
         report = IngestReport(model_ids=np.concatenate([p["ids"] for p in plan]))
-        report.units = []
         replaced_by_batch: dict[Path, set] = {}
+        pending, staged = [], []
+
+        def write(unit, sub, ids, mask_ids):
+            unit.write("margins", sub.margins_table(ids), {TARGETS_KEY: encode_ranges(sub.target_ids)})
+            unit.write("models", sub.models_table(ids, mask_ids))
+            if commit:
+                unit.commit()
+
+        pool = ThreadPoolExecutor(max_workers=1 if commit else 2)
         try:
             for b, p in zip(make_batches(), plan):
                 act = p["action"]
@@ -304,21 +314,26 @@ class Store:
                 if rows.size:
                     sub = b.take(rows)
                     ids = p["ids"][rows]
-                    mask_ids = sub.mask_ids if sub.mask_ids is not None else ids
                     unit = L.StagedUnit(self.root, L.BATCHES)
-                    report.units.append(unit)
-                    unit.write("margins", sub.margins_table(ids), {TARGETS_KEY: encode_ranges(sub.target_ids)})
-                    unit.write("models", sub.models_table(ids, mask_ids))
-                    if commit:
-                        unit.commit()
-                        report.units.pop()
+                    staged.append(unit)
+                    if not commit:
+                        report.units.append(unit)
+                    pending.append(pool.submit(write, unit, sub, ids, sub.mask_ids if sub.mask_ids is not None else ids))
+                    while len(pending) > 2 or (commit and pending):  # bound memory (and keep order when committing)
+                        pending.pop(0).result()
                     report.batches += 1
                 if progress is not None:
                     progress(b.m)
+            for f in pending:
+                f.result()
         except BaseException:
-            for unit in report.units:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=True)
+            for unit in staged:   # a committed unit has no temp directory left: abort is a no-op
                 unit.abort()
             raise
+        pool.shutdown(wait=True)
         for path, mids in replaced_by_batch.items():
             self._rewrite_without(path, mids)
         return report
