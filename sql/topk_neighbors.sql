@@ -6,17 +6,19 @@
 --   rank BIGINT, train_id INTEGER, weight FLOAT, train_label INTEGER.
 CREATE OR REPLACE MACRO topk_neighbors(fit, k, lam := NULL) AS TABLE
 WITH w AS (SELECT target_id, train_id, weight FROM dm_weights(fit, lam := lam)),
-tops AS (
-    SELECT target_id, 'positive' AS direction,
-           max_by({'train_id': train_id, 'weight': weight}, weight, k) AS top
-    FROM w WHERE weight > 0 GROUP BY target_id
+tops AS (  -- one pass over the weights for both directions
+    SELECT target_id,
+           max_by({'train_id': train_id, 'weight': weight}, weight, k) FILTER (WHERE weight > 0) AS pos,
+           min_by({'train_id': train_id, 'weight': weight}, weight, k) FILTER (WHERE weight < 0) AS neg
+    FROM w GROUP BY target_id
+),
+sides AS (
+    SELECT target_id, 'positive' AS direction, pos AS top FROM tops WHERE pos IS NOT NULL
     UNION ALL
-    SELECT target_id, 'negative' AS direction,
-           min_by({'train_id': train_id, 'weight': weight}, weight, k) AS top
-    FROM w WHERE weight < 0 GROUP BY target_id
+    SELECT target_id, 'negative' AS direction, neg AS top FROM tops WHERE neg IS NOT NULL
 ),
 flat AS (
-    SELECT target_id, direction, generate_subscripts(top, 1) AS rank, unnest(top) AS s FROM tops
+    SELECT target_id, direction, generate_subscripts(top, 1) AS rank, unnest(top) AS s FROM sides
 )
 SELECT f.target_id, et.label AS target_label, f.direction, f.rank, f.s.train_id AS train_id,
        f.s.weight AS weight, er.label AS train_label
