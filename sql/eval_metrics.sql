@@ -6,7 +6,8 @@
 --   pearson, mse: of predicted vs actual
 --   auc: AUC of the prediction as a score for correctness (margin > 0); null when all agree
 --   correlations are null where either side is constant (e.g. a target always classified right)
---   *_mask_avg: the same against actual outputs averaged over models sharing a mask_id
+--   *_mask_avg: the same against actual outputs averaged over models sharing a mask_id (computed
+--   only for fits whose eval models repeat masks; equal to the plain metrics otherwise)
 -- Parameters: none.
 -- Columns: fit_id, estimator, alpha, target_id, n_models, n_masks, spearman, pearson, mse, auc,
 --   spearman_mask_avg, pearson_mask_avg, mse_mask_avg.
@@ -22,6 +23,13 @@ WITH joined AS (
     JOIN models AS m USING (model_id)
     JOIN margins AS y ON y.model_id = p.model_id AND y.example_id = p.target_id
 ),
+repeats AS (  -- fits whose eval models share masks
+    SELECT r.fit_id
+    FROM fit_runs AS r
+    JOIN models AS m ON m.experiment = r.experiment AND m.alpha = r.alpha AND m.role = 'eval'
+    GROUP BY r.fit_id
+    HAVING count(*) > count(DISTINCT m.mask_id)
+),
 -- one row per unit: a model, or a mask (outputs of its models averaged); same metrics for both
 units AS (
     SELECT 'model' AS level, fit_id, estimator, alpha, target_id, model_id AS unit, mask_id,
@@ -31,6 +39,7 @@ units AS (
     SELECT 'mask', fit_id, any_value(estimator), any_value(alpha), target_id, mask_id, mask_id,
            avg(predicted), avg(actual), NULL
     FROM joined
+    WHERE fit_id IN (SELECT fit_id FROM repeats)
     GROUP BY fit_id, target_id, mask_id
 ),
 ranked AS (
@@ -55,7 +64,9 @@ metrics AS (
 )
 SELECT m.fit_id, m.estimator, m.alpha, m.target_id, m.n_units AS n_models, m.n_masks,
        m.spearman, m.pearson, m.mse, m.auc,
-       k.spearman AS spearman_mask_avg, k.pearson AS pearson_mask_avg, k.mse AS mse_mask_avg
+       CASE WHEN k.fit_id IS NULL THEN m.spearman ELSE k.spearman END AS spearman_mask_avg,
+       CASE WHEN k.fit_id IS NULL THEN m.pearson ELSE k.pearson END AS pearson_mask_avg,
+       CASE WHEN k.fit_id IS NULL THEN m.mse ELSE k.mse END AS mse_mask_avg
 FROM metrics AS m
-JOIN metrics AS k ON k.level = 'mask' AND k.fit_id = m.fit_id AND k.target_id = m.target_id
+LEFT JOIN metrics AS k ON k.level = 'mask' AND k.fit_id = m.fit_id AND k.target_id = m.target_id
 WHERE m.level = 'model';

@@ -150,3 +150,11 @@ def test_leakage_and_recall(env):
     assert rec[0] == "datamodel" and rec[2] == n and rec[3] == pytest.approx(hits / n)
     nn = con.sql("SELECT * FROM leakage_recall_nn($f, $k)", params={"f": fid, "k": k}).fetchall()[0]
     assert nn[0] == "nearest_neighbor" and nn[2] == n and nn[3] == pytest.approx(nn_hits / n)
+
+
+def test_mask_averaged_metrics_without_repeats_equal_plain(env):
+    st, con, fid, *_ = env  # one model per eval mask here
+    got = con.sql("SELECT spearman, spearman_mask_avg, pearson, pearson_mask_avg, n_models, n_masks "
+                  "FROM eval_metrics WHERE fit_id = $f", params={"f": fid}).fetchnumpy()
+    assert (got["n_models"] == got["n_masks"]).all()
+    assert np.allclose(got["spearman"], got["spearman_mask_avg"]) and np.allclose(got["pearson"], got["pearson_mask_avg"])
