@@ -22,12 +22,17 @@ class StoreCommand(click.Command):
 
     def parse_args(self, ctx, args):
         env = os.environ.get(ENV_STORE)
-        if env:
-            positional = [a for a in args if not a.startswith("-")]
-            first = positional[0] if positional else None
-            if first is None or not (Path(first) / "dmstore.json").exists():
-                if self.name != "init" or first is None:
+        if env and "store" in [p.name for p in self.params]:
+            try:
+                opts, _, _ = self.make_parser(ctx).parse_args(list(args))
+            except click.UsageError:
+                opts = None
+            if opts is not None:
+                given = opts.get("store")
+                if not isinstance(given, str):  # no STORE argument at all
                     args = [env] + list(args)
+                elif self.name != "init" and not (Path(given) / "dmstore.json").exists():
+                    args = [env] + list(args)  # the first argument was meant for the next one
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
@@ -458,6 +463,8 @@ def migrate(store):
 
 
 def main():
+    import warnings
+    warnings.formatwarning = lambda msg, *a, **k: f"Warning: {msg}\n"  # no source lines on a CLI
     cli(prog_name="dmstore")
 
 

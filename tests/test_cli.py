@@ -169,3 +169,40 @@ def test_migrate(tmp_path):
     assert r.exit_code == 1 and "dmstore migrate" in r.output
     r = run("migrate", st)
     assert r.exit_code == 1 and "no migration from format version 0" in r.output
+
+
+def test_info_text_and_init_from_env(filled, tmp_path):
+    r = run("info", filled.root)
+    assert r.exit_code == 0 and "exp  alpha=0.5  role=fit: 40 models on 40 masks" in r.output
+    assert "role=eval: 10 models" in r.output and "bytes on disk" in r.output
+    st = tmp_path / "envstore"
+    r = run("init", "--train-size", 5, env={"DMSTORE_STORE": str(st)})
+    assert r.exit_code == 0 and (st / "dmstore.json").exists()
+
+
+def test_fit_targets_by_ids_and_split(filled):
+    r = run("fit", filled.root, "--experiment", "exp", "--alpha", 0.5, "--targets", "40-42,45", "--lambdas", 3,
+            "--lambda-min-ratio", 0.2)
+    assert r.exit_code == 0 and "on 4 targets" in r.output, r.output
+    r = run("query", filled.root, "SELECT list(DISTINCT target_id ORDER BY target_id) AS t FROM fits", "--format", "jsonl")
+    assert json.loads(r.output)["t"] == [40, 41, 42, 45]
+    r = run("fit", filled.root, "--experiment", "exp", "--alpha", 0.5, "--targets", "train", "--lambdas", 3,
+            "--lambda-min-ratio", 0.2)
+    assert r.exit_code == 0 and "on 40 targets" in r.output
+    r = run("fit", filled.root, "--experiment", "exp", "--alpha", 0.5, "--targets", "nonsense")
+    assert r.exit_code == 1 and "expected a split" in r.output
+
+
+def test_ingest_parquet_groups_experiments(filled, tmp_path, synth):
+    from dmstore.db import export
+    export(filled.root, tmp_path / "m1.parquet", sql="SELECT * REPLACE ('a' AS experiment) FROM models WHERE model_id < 30")
+    export(filled.root, tmp_path / "m2.parquet", sql="SELECT * REPLACE ('b' AS experiment) FROM models WHERE model_id >= 30")
+    export(filled.root, tmp_path / "y.parquet", "margins")
+    st = tmp_path / "o"
+    run("init", st, "--train-size", synth.d, "--test-size", synth.n_test)
+    r = run("ingest", "parquet", st, tmp_path / "m1.parquet", tmp_path / "m2.parquet", tmp_path / "y.parquet")
+    assert r.exit_code == 0 and "added 60" in r.output, r.output
+    from dmstore import Store
+    s = Store.open(st)
+    assert np.array_equal(s.mask_matrix("a", 0.5), synth.masks[:30])
+    assert np.array_equal(s.margin_matrix("b", 0.5), synth.margins[30:])
