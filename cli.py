@@ -162,8 +162,8 @@ def ingest_reference_cmd(store, directory, alpha, experiment, margin_map, eval_l
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @mode_opt
 def ingest_parquet_cmd(store, files, mode):
-    """Ingest Parquet files that follow schemas/: model files (with a mask column) and margin
-    files (model_id, example_id, margin).
+    """Ingest Parquet or Arrow IPC files that follow schemas/: model files (with a mask column)
+    and margin files (model_id, example_id, margin).
 
     \b
       dmstore ingest parquet runs models.parquet margins.parquet

@@ -216,24 +216,60 @@ def _mask_column_to_packed(col: pa.ChunkedArray, d: int, where: str) -> np.ndarr
     return out
 
 
+def _schema_of(f: Path) -> tuple[list[str], str]:
+    """(column names, 'parquet' | 'arrow') of a Parquet or Arrow IPC (Feather v2) file."""
+    try:
+        return pq.read_schema(f).names, "parquet"
+    except (pa.ArrowInvalid, OSError):
+        pass
+    try:
+        with pa.memory_map(str(f)) as src:
+            return pa.ipc.open_file(src).schema.names, "arrow"
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"{f}: neither a Parquet nor an Arrow IPC file ({e})") from None
+
+
+def _arrow_to_parquet(f: Path, tmpdir: Path) -> Path:
+    """Stream an Arrow IPC file into a temporary Parquet file, batch by batch (bounded memory)."""
+    out = tmpdir / (f.stem + f"-{abs(hash(str(f)))}.parquet")
+    with pa.memory_map(str(f)) as src:
+        reader = pa.ipc.open_file(src)
+        with pq.ParquetWriter(out, reader.schema) as w:
+            for i in range(reader.num_record_batches):
+                w.write_batch(reader.get_batch(i))
+    return out
+
+
 def ingest_parquet(store: Store, files, mode: str = "append") -> IngestReport:
-    """Ingest Parquet/Arrow files that follow `schemas/`: files with a `mask` column are model
-    tables, files with a `margin` column are margin tables (model_id, example_id, margin)."""
+    """Ingest Parquet or Arrow IPC files that follow `schemas/`: files with a `mask` column are
+    model tables, files with a `margin` column are margin tables (model_id, example_id, margin)."""
+    import shutil
+    import tempfile
     files = [Path(f) for f in files]
-    model_files, margin_files = [], []
     for f in files:
         if not f.exists():
             raise InputError(f"{f}: no such file")
-        try:
-            names = pq.read_schema(f).names
-        except (pa.ArrowInvalid, OSError) as e:
-            raise InputError(f"{f}: not a Parquet file ({e})") from None
+    tmpdir = Path(tempfile.mkdtemp(prefix="dmstore-ingest-"))
+    try:
+        converted = []
+        for f in files:
+            kind = _schema_of(f)[1]
+            converted.append(f if kind == "parquet" else _arrow_to_parquet(f, tmpdir))
+        return _ingest_parquet_files(store, files, converted, mode)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _ingest_parquet_files(store: Store, given, files, mode) -> IngestReport:
+    model_files, margin_files = [], []
+    for orig, f in zip(given, files):
+        names = pq.read_schema(f).names
         if "mask" in names:
             model_files.append(f)
         elif "margin" in names:
             margin_files.append(f)
         else:
-            raise InputError(f"{f}: neither a models file (with 'mask') nor a margins file "
+            raise InputError(f"{orig}: neither a models file (with 'mask') nor a margins file "
                              f"(with 'margin'); see schemas/models.json and schemas/margins.json")
     if not model_files or not margin_files:
         raise InputError("give at least one models file and one margins file")

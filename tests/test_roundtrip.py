@@ -131,3 +131,21 @@ def test_roles_and_iter_chunks(filled, synth):
     X = np.concatenate([c["masks"] for c in chunks])
     Y = np.concatenate([c["margins"] for c in chunks])
     assert np.array_equal(X, synth.masks[:40]) and np.array_equal(Y, synth.margins[:40][:, [1, 45]])
+
+
+def test_arrow_ipc_files_ingest(tmp_path, filled, synth):
+    import pyarrow.feather as feather
+    export(filled.root, tmp_path / "models.parquet", "models")
+    export(filled.root, tmp_path / "margins.parquet", "margins")
+    feather.write_feather(pq.read_table(tmp_path / "margins.parquet"), tmp_path / "margins.arrow",
+                          chunksize=1000)
+    feather.write_feather(pq.read_table(tmp_path / "models.parquet"), tmp_path / "models.arrow")
+    other = Store.create(tmp_path / "o", train_size=synth.d, test_size=synth.n_test)
+    r = ingest_parquet(other, [tmp_path / "models.arrow", tmp_path / "margins.arrow"])
+    assert r.added == 60
+    assert other.margin_matrix("exp", 0.5).tobytes() == synth.margins.tobytes()
+    (tmp_path / "junk.bin").write_bytes(b"not a table")
+    import pytest
+    from dmstore import InputError
+    with pytest.raises(InputError, match="junk.bin: neither a Parquet nor an Arrow IPC file"):
+        ingest_parquet(other, [tmp_path / "junk.bin", tmp_path / "margins.arrow"])
