@@ -275,15 +275,17 @@ def _ingest_parquet_files(store: Store, given, files, mode) -> IngestReport:
         raise InputError("give at least one models file and one margins file")
     need = ["model_id", "experiment", "alpha", "mask"]
     parts = []
-    for f in model_files:
-        t = pq.read_table(f)
-        missing = [c for c in need if c not in t.column_names]
+    for f in model_files:  # everything but the masks, which are read chunk by chunk below
+        names = pq.read_schema(f).names
+        missing = [c for c in need if c not in names]
         if missing:
             raise InputError(f"{f}: missing column(s) {', '.join(missing)}")
-        parts.append(t)
+        parts.append(pq.read_table(f, columns=[c for c in names if c != "mask"]))
     models = pa.concat_tables(parts, promote_options="permissive")
+    V.no_duplicates(models["model_id"].to_numpy(), "model id", ", ".join(map(str, model_files)))
     con = duckdb.connect()
     con.execute("SET VARIABLE margin_files = ?", [[str(f) for f in margin_files]])
+    con.execute("SET VARIABLE model_files = ?", [[str(f) for f in model_files]])
     report = IngestReport()
     groups = models.group_by(["experiment", "alpha"]).aggregate([]).to_pylist()
     opt = lambda t, c: None if c not in t.column_names else t[c]  # noqa: E731
@@ -321,7 +323,12 @@ def _ingest_parquet_files(store: Store, given, files, mode) -> IngestReport:
                         and np.array_equal(np.tile(targets, cid.size), eid)):
                     raise InputError(f"{margin_files[0]}: margins of models {int(cid[0])}..{int(cid[-1])} "
                                      f"are not one row per (model, target)")
-                packed = _mask_column_to_packed(chunk["mask"], store.d, str(model_files[0]))
+                mk = con.sql(
+                    "SELECT model_id, mask FROM read_parquet(getvariable('model_files')) "
+                    "WHERE model_id BETWEEN $lo AND $hi ORDER BY model_id",
+                    params={"lo": int(cid[0]), "hi": int(cid[-1])}).to_arrow_table()
+                mk = mk.filter(pc.is_in(mk["model_id"], value_set=pa.array(cid)))
+                packed = _mask_column_to_packed(mk["mask"], store.d, str(model_files[0]))
                 masks = np.unpackbits(packed, axis=1, count=store.d).view(bool)
                 b = ModelBatch.from_arrays(
                     experiment=exp_, alpha=alpha, masks=masks, margins=Y, target_ids=targets,
