@@ -41,7 +41,7 @@ def demo(out="demo-out", models: int = 4000, eval_masks: int = 200, workers: int
         echo(f"      {r.summary()}")
     con = store.connect()
     comp = con.sql("SELECT estimator, n_eval_models, lds, pooled_pearson, auc FROM estimator_comparison "
-                   "WHERE experiment = 'digits' ORDER BY fit_id").fetchall()
+                   "WHERE list_contains($ids, fit_id) ORDER BY fit_id", params={"ids": list(fits.values())}).fetchall()
     echo("[3/5] held-out evaluation (eval models never used in fitting)")
     for est, n, lds, pear, auc in comp:
         echo(f"      {est:<19} LDS {lds:.3f}   pooled Pearson {pear:.3f}   AUC {auc:.3f}   ({n} models)")

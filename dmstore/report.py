@@ -45,7 +45,7 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report") -> str
              f"{run['wall_time_s']:.1f} s on {run['device']}.</p>"]
 
     # Table K.1
-    comp = con.sql("SELECT * FROM estimator_comparison WHERE experiment = $e AND alpha = $a",
+    comp = con.sql("SELECT * FROM estimator_comparison WHERE experiment = $e AND alpha = $a ORDER BY fit_id",
                    params={"e": run["experiment"], "a": run["alpha"]}).to_arrow_table().to_pylist()
     parts.append("<h2>Estimators on held-out models (Table K.1)</h2>")
     if comp:
