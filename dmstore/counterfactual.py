@@ -37,7 +37,13 @@ def _fit_info(store, fit_id: int):
     if not src:
         raise InputError(f"fit {fit_id}: its models were not trained by `dmstore train`, so no recipe is "
                          f"known to retrain them; counterfactuals need the training recipe")
-    recipe = src[0][0].split(":")[1]
+    from .train import recipe_source
+    source = src[0][0]
+    name = source.split(":")[1].split("/")[0]
+    recipe = load_recipe(name)
+    if recipe_source(recipe, "x").rsplit(":", 1)[0] != source.rsplit(":", 1)[0]:
+        raise InputError(f"fit {fit_id}: its models were trained with other settings of recipe {name!r} "
+                         f"({source.rsplit(':', 1)[0]}) than this dmstore's; retrained models would not be comparable")
     return con, experiment, alpha, recipe
 
 
@@ -106,8 +112,7 @@ def counterfactual(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160),
         raise InputError(f"unknown selector {bad[0]!r}; use {', '.join(SELECTORS)}")
     if trials < 1 or not ks or min(ks) < 1:
         raise InputError("--trials and every --k must be >= 1")
-    con, experiment, alpha, recipe_name = _fit_info(store, fit_id)
-    recipe = load_recipe(recipe_name)
+    con, experiment, alpha, recipe = _fit_info(store, fit_id)
     d = store.d
     tids = _targets(con, fit_id, targets, seed)
     rng = np.random.default_rng(seed)
@@ -147,8 +152,7 @@ def support(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160, 320, 640), 
     """Algorithm 1 (appendix F.3) for `targets`; writes the `support` relation."""
     from sklearn.isotonic import IsotonicRegression
     store._require_writable()
-    con, experiment, alpha, recipe_name = _fit_info(store, fit_id)
-    recipe = load_recipe(recipe_name)
+    con, experiment, alpha, recipe = _fit_info(store, fit_id)
     d = store.d
     ks = sorted(int(k) for k in ks if 0 < int(k) < d)
     tids = _targets(con, fit_id, targets, seed)

@@ -3,8 +3,10 @@
 Model k of a run (0 ≤ k < models) is fully determined by (experiment, alpha, role, seed, k):
 its mask is mask number k // repeats, drawn with exactly round(alpha·d) examples from a
 generator seeded by those values, and its training seed is derived the same way. Each batch
-lands with `source = "train:<recipe>:<role>"` and `source_row = k`, so rerunning the command
-skips what is stored and continues where it stopped, never duplicating a model.
+lands with `source = "train:<recipe>[/<config hash>]:<role>"` and `source_row = k`, so rerunning
+the command skips what is stored and continues where it stopped, never duplicating a model. The
+config hash fingerprints the recipe's hyperparameters (its `config()`, when it has one): an
+experiment is never extended, resumed or retrained with different settings.
 """
 from __future__ import annotations
 
@@ -56,6 +58,26 @@ def plan_models(experiment: str, alpha: float, role: str, seed: int, ks: np.ndar
     return masks, seeds, mask_ids
 
 
+def recipe_source(recipe, role: str) -> str:
+    """`train:<name>[/<hash of recipe.config()>]:<role>`."""
+    cfg = recipe.config() if hasattr(recipe, "config") else None
+    tag = ""
+    if cfg:
+        import json
+        tag = "/" + hashlib.blake2b(json.dumps(cfg, sort_keys=True).encode(), digest_size=4).hexdigest()
+    return f"train:{recipe.name}{tag}:{role}"
+
+
+def check_recipe(store, experiment: str, alpha: float, recipe) -> None:
+    """Refuse to mix recipe settings within one experiment and alpha."""
+    have = store.models(experiment, alpha, columns=["source"])["source"].to_pylist()
+    mine = recipe_source(recipe, "x").rsplit(":", 1)[0]
+    other = sorted({s.rsplit(":", 1)[0] for s in have if s.startswith(f"train:{recipe.name}")} - {mine})
+    if other:
+        raise InputError(f"experiment {experiment!r} at alpha {alpha} was trained with other settings of "
+                         f"recipe {recipe.name!r} ({other[0]}, now {mine}); use a new --experiment name")
+
+
 def _work(args):
     """Train and ingest the given batches (runs in a worker process or inline)."""
     (root, recipe_spec, experiment, alpha, role, seed, repeats, batches, threads, queue) = args
@@ -65,7 +87,7 @@ def _work(args):
         torch.set_num_threads(threads)
     store = Store.open(root, "a")
     recipe = load_recipe(recipe_spec)
-    source = f"train:{recipe.name}:{role}"
+    source = recipe_source(recipe, role)
     for ks in batches:
         ks = np.asarray(ks)
         masks, seeds, mask_ids = plan_models(experiment, alpha, role, seed, ks, store.d, repeats)
@@ -100,7 +122,8 @@ def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, 
     if store.n_examples != ex.num_rows or store.d != int(np.sum(np.asarray(ex["split"].to_pylist()) == "train")):
         raise InputError(f"{root}: the store's examples ({store.d} train of {store.n_examples}) are not "
                          f"recipe {rec.name!r}'s; train into a new store")
-    source = f"train:{rec.name}:{role}"
+    check_recipe(store, experiment, alpha, rec)
+    source = recipe_source(rec, role)
     have = store.models(experiment, alpha, columns=["source", "source_row"])
     src = np.asarray(have["source"].to_pylist(), dtype=object)
     rows = have["source_row"].to_numpy(zero_copy_only=False)

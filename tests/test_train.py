@@ -31,6 +31,16 @@ class TinyLinear:
 TINY = TinyLinear()
 
 
+class TinyLinearV2(TinyLinear):
+    """The same recipe name with other settings."""
+
+    def config(self):
+        return {"version": 2}
+
+
+TINY_V2 = TinyLinearV2()
+
+
 def test_plan_is_deterministic_and_exact_size():
     a = plan_models("e", 0.5, "fit", 0, np.arange(6), 20, repeats=2)
     b = plan_models("e", 0.5, "fit", 0, np.arange(6), 20, repeats=2)
@@ -69,6 +79,16 @@ def test_roles_repeats_and_bad_args(tmp_path):
         train(root, "nope", models=4)
     with pytest.raises(InputError, match="cannot be loaded"):
         train(root, "tests.test_train:NOPE", models=4)
+
+
+def test_changed_recipe_settings_are_refused(tmp_path):
+    root = tmp_path / "s"
+    train(root, "tests.test_train:TINY", models=3, batch=3)
+    with pytest.raises(InputError, match="other settings of recipe 'tiny'"):
+        train(root, "tests.test_train:TINY_V2", models=3)
+    train(root, "tests.test_train:TINY_V2", models=3, experiment="tiny-v2")  # a new experiment is fine
+    src = set(Store.open(root).models(columns=["source"])["source"].to_pylist())
+    assert src == {"train:tiny:fit", "train:tiny/" + __import__("hashlib").blake2b(b'{"version": 2}', digest_size=4).hexdigest() + ":fit"}
 
 
 def test_digits_same_seed_same_margins_on_cpu():

@@ -95,6 +95,11 @@ class Cifar10ResNet9:
         self._labels = {split: self._read_labels(p) for split, p in (("train", self.train_beton), ("test", self.test_beton))}
         self.d = len(self._labels["train"])
 
+    def config(self) -> dict:
+        """Every setting that changes a trained model (fingerprinted into the models' source)."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "peak_epoch": self.peak_epoch,
+                "momentum": self.momentum, "weight_decay": self.weight_decay, "width": self.width}
+
     def _read_labels(self, path) -> np.ndarray:
         from ffcv.reader import Reader
         r = Reader(path)

@@ -47,6 +47,11 @@ class DigitsMLP:
         self.X, self.y, self.d, self.source_index = digits_split(self.split_seed)
         self.n = len(self.y)
 
+    def config(self) -> dict:
+        """Every setting that changes a trained model (fingerprinted into the models' source)."""
+        return {"hidden": self.hidden, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "momentum": self.momentum, "weight_decay": self.weight_decay, "split_seed": self.split_seed}
+
     def examples(self) -> pa.Table:
         """example_id, split, label, source_index (row in load_digits), features (the 64 pixels)."""
         from sklearn.datasets import load_digits
