@@ -304,6 +304,8 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         raise InputError("--lambdas must be >= 1 and --lambda-min-ratio in (0, 1)")
     if not (0 < tol < 1) or max_iter < 1:
         raise InputError("tol must be in (0, 1) and max_iter >= 1")
+    if not 0 < val_fraction < 1:
+        raise InputError(f"--val-fraction must be in (0, 1), got {val_fraction}")
     alpha = check_alpha(alpha)
     dev = resolve_device(device)
     dt = torch.float32 if dtype == "float32" else torch.float64

@@ -124,5 +124,32 @@ def test_counterfactual_and_support_on_a_linear_recipe(tmp_path):
         ids = decode_ranges(removed)
         assert act == pytest.approx(TINY.theta[ids, t].sum(), abs=0.01)   # seed jitter is ≤ 0.006
     assert s["n"] == 4
-    sup = con.sql("SELECT target_id, k_hat, support, certified FROM support ORDER BY 1").fetchall()
+    # Algorithm 1 against an oracle: the linear recipe's margin without a set R is sum(theta) - sum(theta_R)
+    import json
+    import math
+    from sklearn.isotonic import IsotonicRegression
+    sup = con.sql("SELECT target_id, k_hat, support, certified, certify_margin, grid FROM support ORDER BY 1").fetchall()
     assert len(sup) == 4
+    for t, k_hat, support_k, certified, cert_margin, grid in sup:
+        g = {int(k): v for k, v in json.loads(grid).items()}
+        w = con.sql("SELECT train_id, weight FROM dm_weights($f) WHERE target_id = $t ORDER BY weight DESC, train_id",
+                    params={"f": f, "t": t}).fetchnumpy()
+        top = w["train_id"][w["weight"] > 0]
+        full = TINY.theta[:, t].sum()
+        for k, v in g.items():
+            assert v == pytest.approx(full - TINY.theta[top[:k], t].sum(), abs=0.01)
+        ks = sorted(g)
+        h = IsotonicRegression(increasing=False).fit(ks, [g[k] for k in ks]).predict(ks)
+        below = [i for i in range(len(ks)) if h[i] < 0]
+        if h[0] < 0:
+            want = 0.0
+        elif below:
+            i = below[0]
+            want = ks[i - 1] + (ks[i] - ks[i - 1]) * h[i - 1] / (h[i - 1] - h[i])
+        else:
+            want = None
+        assert (k_hat is None) == (want is None) and (want is None or k_hat == pytest.approx(want))
+        if want:
+            assert support_k == math.ceil(1.2 * want)
+            assert cert_margin == pytest.approx(full - TINY.theta[top[:support_k], t].sum(), abs=0.01)
+            assert certified == (cert_margin < 0)
