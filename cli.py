@@ -221,6 +221,11 @@ def info(store, as_json):
         click.echo(f"  {e['experiment']}  alpha={e['alpha']:g}  role={e['role']}: "
                    f"{e['models']} models on {e['masks']} masks")
     click.echo(f"targets with margins: {i['targets_with_margins']}; fits: {i['fits']}")
+    for f in i["fit_runs"]:
+        click.echo(f"  fit {f['fit_id']}: {f['estimator']} on {f['experiment']} alpha={f['alpha']:g}, "
+                   f"{f['n_targets']} targets, {f['n_fit']} fit + {f['n_val']} val models"
+                   + (f", {f['n_not_converged']} not converged" if f["n_not_converged"] else "")
+                   + f" ({f['created_at']})")
     click.echo(f"bytes on disk: {i['bytes_on_disk']:,}")
 
 

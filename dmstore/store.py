@@ -603,6 +603,9 @@ class Store:
             "experiments": self.experiments(),
             "targets_with_margins": len(targets),
             "fits": fits.num_rows,
+            "fit_runs": [{k: r[k] for k in ("fit_id", "experiment", "alpha", "estimator", "n_targets", "n_fit",
+                                            "n_val", "n_not_converged", "created_at")}
+                         for r in fits.sort_by("fit_id").to_pylist()],
             "bytes_on_disk": total,
         }
 

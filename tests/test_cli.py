@@ -191,6 +191,8 @@ def test_fit_targets_by_ids_and_split(filled):
     assert r.exit_code == 0 and "on 40 targets" in r.output
     r = run("fit", filled.root, "--experiment", "exp", "--alpha", 0.5, "--targets", "nonsense")
     assert r.exit_code == 1 and "expected a split" in r.output
+    r = run("info", filled.root)
+    assert "fit 1: lasso on exp alpha=0.5, 4 targets" in r.output and "fit 2: lasso on exp alpha=0.5, 40 targets" in r.output
 
 
 def test_ingest_parquet_groups_experiments(filled, tmp_path, synth):
