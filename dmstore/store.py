@@ -228,7 +228,8 @@ class Store:
         margins = np.asarray(margins)
         m = masks.shape[0] if masks.ndim else 0
         n = max(1, np.asarray(target_ids).size)
-        step = max(1, 4_000_000 // n)  # bound the long-form margins table of one batch
+        from .ingest import MAX_CELLS
+        step = max(1, MAX_CELLS // n)  # bound the long-form margins table of one batch
         batches = []
         for lo in range(0, m, step):
             hi = min(m, lo + step)
