@@ -459,6 +459,23 @@ def _ints(text, name):
         raise click.BadParameter(f"{text!r}: expected integers like 10,20,40", param_hint=name) from None
 
 
+@cli.command("compact")
+@store_arg
+@click.option("--max-cells", type=click.IntRange(1), default=32_000_000, show_default=True,
+              help="Largest merged batch, in margins (models x targets).")
+def compact_cmd(store, max_cells):
+    """Merge many small batch directories into fewer large ones (single writer; contents and
+    model ids unchanged).
+
+    \b
+      dmstore compact runs
+    """
+    from dmstore import Store
+    from dmstore.compact import compact
+    r = compact(Store.open(store, "a"), max_cells)
+    click.echo(f"{r['before']} batches -> {r['after']} ({r['merged']} merged)")
+
+
 @cli.command()
 @store_arg
 def migrate(store):

@@ -69,6 +69,15 @@ def write_parquet(table: pa.Table, path: Path, kind: str, metadata: dict | None 
     pq.write_table(table, path, compression="zstd", row_group_size=1 << 20, write_statistics=True, **opts)
 
 
+def parquet_writer(path: Path, kind: str, metadata: dict | None = None) -> pq.ParquetWriter:
+    """A streaming writer with the same schema and settings as `write_parquet` (for compaction)."""
+    schema = arrow_schema(kind)
+    if metadata:
+        schema = schema.with_metadata({k: str(v) for k, v in metadata.items()})
+    opts = {"compression_level": 3, **_WRITE_OPTIONS.get(kind, {})}
+    return pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True, **opts)
+
+
 @contextlib.contextmanager
 def writer_lock(root: Path):
     """Exclusive writer lock on the store (blocks until free). Readers never take it."""
