@@ -36,6 +36,17 @@ def snapshot(root: Path) -> dict:
     return out
 
 
+def write_release(dirpath: Path, masks, train=None, test=None, pct: int = 50) -> Path:
+    """The paper's release layout: train_masks_<pct>pct.npy and the margin files given."""
+    dirpath.mkdir(exist_ok=True)
+    np.save(dirpath / f"train_masks_{pct}pct.npy", masks)
+    if train is not None:
+        np.save(dirpath / f"train_margins_{pct}pct.npy", train)
+    if test is not None:
+        np.save(dirpath / f"test_margins_{pct}pct.npy", test)
+    return dirpath
+
+
 class Synth:
     """A seeded synthetic experiment: masks, margins (linear in the mask + noise), seeds."""
 

@@ -8,15 +8,13 @@ from cli import cli
 from dmstore import ConflictError, InputError, Store
 from dmstore.ingest import ingest_reference, ingest_release
 
-from conftest import Synth, snapshot
+from conftest import Synth, snapshot, write_release
 
 
-def _release(dirpath, s, masks=None, train=None, test=None, pct=50):
-    dirpath.mkdir(exist_ok=True)
-    np.save(dirpath / f"train_masks_{pct}pct.npy", s.masks if masks is None else masks)
-    np.save(dirpath / f"train_margins_{pct}pct.npy", (s.margins[:, :s.d] if train is None else train))
-    np.save(dirpath / f"test_margins_{pct}pct.npy", (s.margins[:, s.d:] if test is None else test))
-    return dirpath
+def _release(dirpath, s, masks=None, train=None, test=None):
+    return write_release(dirpath, s.masks if masks is None else masks,
+                         s.margins[:, :s.d] if train is None else train,
+                         s.margins[:, s.d:] if test is None else test)
 
 
 @pytest.fixture

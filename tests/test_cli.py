@@ -103,10 +103,8 @@ def test_env_store(filled):
 
 
 def test_ingest_release_cli_and_idempotent(tmp_path, synth):
-    rel = tmp_path / "rel"
-    rel.mkdir()
-    np.save(rel / "train_masks_50pct.npy", synth.masks)
-    np.save(rel / "test_margins_50pct.npy", synth.margins[:, 40:].astype(np.float16))
+    from conftest import write_release
+    rel = write_release(tmp_path / "rel", synth.masks, test=synth.margins[:, 40:].astype(np.float16))
     st = tmp_path / "s"
     run("init", st, "--train-size", 40, "--test-size", 12)
     r = run("ingest", "release", st, rel, "--alpha", 0.5, "--experiment", "c", "--eval-last", 5)

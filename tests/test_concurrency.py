@@ -130,12 +130,9 @@ SAME = textwrap.dedent("""
 def test_writers_racing_on_the_same_records_store_them_once(tmp_path):
     """Four processes ingest one release at once: each stages its files outside the lock; the
     ones that find the records committed meanwhile redo their plan, so every model lands once."""
-    from conftest import Synth
+    from conftest import Synth, write_release
     s = Synth(m=400, d=64, n_test=200, seed=9)
-    rel = tmp_path / "rel"
-    rel.mkdir()
-    np.save(rel / "train_masks_50pct.npy", s.masks)
-    np.save(rel / "test_margins_50pct.npy", s.margins[:, 64:])
+    rel = write_release(tmp_path / "rel", s.masks, test=s.margins[:, 64:])
     store = Store.create(tmp_path / "s", train_size=64, test_size=200)
     procs = [subprocess.Popen([sys.executable, "-c", SAME.format(root=str(store.root), rel=str(rel))],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]

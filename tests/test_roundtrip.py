@@ -6,7 +6,7 @@ from dmstore import Store
 from dmstore.db import export
 from dmstore.ingest import ingest_parquet, ingest_reference, ingest_release
 
-from conftest import Synth
+from conftest import Synth, write_release
 
 
 def _check(store, exp, alpha, s, targets=None, rows=None):
@@ -40,11 +40,7 @@ def test_append_subset_of_targets_and_order(store, synth):
 
 def test_release_roundtrip_float16(tmp_path):
     s = Synth(m=70, d=48, n_test=16, f16=True, seed=3)
-    rel = tmp_path / "release"
-    rel.mkdir()
-    np.save(rel / "train_masks_50pct.npy", s.masks)
-    np.save(rel / "train_margins_50pct.npy", s.margins[:, :48])
-    np.save(rel / "test_margins_50pct.npy", s.margins[:, 48:])
+    rel = write_release(tmp_path / "release", s.masks, s.margins[:, :48], s.margins[:, 48:])
     store = Store.create(tmp_path / "st", train_size=48, test_size=16)
     r = ingest_release(store, rel, 0.5, "cifar", eval_last=10)
     assert r.added == 70
@@ -61,10 +57,7 @@ def test_release_chunked(tmp_path, monkeypatch):
     import dmstore.ingest as ing
     monkeypatch.setattr(ing, "MAX_CELLS", 16 * 7)  # 16 targets: 7 models a chunk
     s = Synth(m=50, d=48, n_test=16, seed=4)
-    rel = tmp_path / "r"
-    rel.mkdir()
-    np.save(rel / "train_masks_50pct.npy", s.masks)
-    np.save(rel / "test_margins_50pct.npy", s.margins[:, 48:])
+    rel = write_release(tmp_path / "r", s.masks, test=s.margins[:, 48:])
     store = Store.create(tmp_path / "st", train_size=48, test_size=16)
     r = ingest_release(store, rel, 0.5, "c")
     assert r.batches == 8 and r.added == 50
