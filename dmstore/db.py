@@ -41,6 +41,14 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     while pending:
         progressed, last = False, None
         for name, text in list(pending.items()):
+            needs = _REQUIRES.findall(text)
+            if any(not _has_relation(con, r) for r, _ in needs):
+                last = (name, "waits for " + ", ".join(r for r, _ in needs))
+                continue
+            if any(not _has_column(con, r, c) for r, c in needs):
+                del pending[name]  # the store lacks the column: leave the file out
+                progressed = True
+                continue
             try:
                 con.execute(text)
             except (duckdb.CatalogException, duckdb.BinderException) as e:
@@ -50,16 +58,18 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
                 if "No files found" not in str(e) or name not in schema.TABLES:
                     raise
                 con.execute(_empty_view(name))  # a relation nothing has written yet
-
             del pending[name]
             progressed = True
-        if progressed:
-            continue
-        unmet = [n for n, t in pending.items() if any(not _has_column(con, r, c) for r, c in _REQUIRES.findall(t))]
-        if not unmet:
+        if not progressed:
             raise QueryError(f"sql/{last[0]}.sql does not register: {last[1]}")
-        for n in unmet:
-            del pending[n]
+
+
+def _has_relation(con, rel: str) -> bool:
+    try:
+        con.execute(f'DESCRIBE "{rel}"')
+        return True
+    except duckdb.Error:
+        return False
 
 
 def _empty_view(name: str) -> str:

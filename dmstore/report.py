@@ -58,9 +58,7 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report") -> str
         parts.append("<p>No eval models: train some with <code>--role eval</code>.</p>")
 
     # figure 5
-    pv = con.sql("""SELECT p.predicted, y.margin FROM eval_predictions p
-                    JOIN margins y ON y.model_id = p.model_id AND y.example_id = p.target_id
-                    WHERE p.fit_id = $f USING SAMPLE 20000 ROWS (reservoir, 7)""", params=p).fetchnumpy()
+    pv = con.sql("SELECT predicted, margin FROM eval_scatter($f, 20000)", params=p).fetchnumpy()
     if len(pv["predicted"]):
         fig, ax = plt.subplots(figsize=(4.6, 4.2))
         ax.scatter(pv["predicted"], pv["margin"], s=2, alpha=0.25)
@@ -73,28 +71,25 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report") -> str
         parts += ["<h2>Predicted vs actual margins (figure 5)</h2>", _png(fig)]
 
     # figure 9: neighbours
-    has_feat = "features" in [c[0] for c in con.execute("DESCRIBE examples").fetchall()]
+    has_feat = bool(con.sql("SELECT 1 FROM duckdb_functions() WHERE function_name = 'neighbor_features'").fetchall())
     agree = con.sql("SELECT pairs FROM neighbor_label_agreement($f, 10)", params=p).fetchall()[0][0]
     parts.append("<h2>Nearest training examples by datamodel weight (figure 9)</h2>")
     if agree is not None:
         parts.append(f"<p>{100 * agree:.1f} % of the top-10 positive neighbours share the target's label.</p>")
     if has_feat:
-        nb = con.sql("""WITH t AS (SELECT DISTINCT target_id FROM topk_neighbors($f, 5) ORDER BY target_id LIMIT 4)
-                        SELECT n.*, et.features AS tf, er.features AS rf FROM topk_neighbors($f, 5) n
-                        JOIN examples et ON et.example_id = n.target_id JOIN examples er ON er.example_id = n.train_id
-                        WHERE n.target_id IN (SELECT target_id FROM t)""", params=p).to_arrow_table().to_pylist()
+        nb = con.sql("SELECT * FROM neighbor_features($f, 5, 4)", params=p).to_arrow_table().to_pylist()
         tids = sorted({r["target_id"] for r in nb})
-        if tids and len(nb[0]["tf"]) == 64:
+        if tids and len(nb[0]["target_features"]) == 64:
             fig, axes = plt.subplots(len(tids), 11, figsize=(11, 1.15 * len(tids)), squeeze=False)
             for row, t in zip(axes, tids):
                 for a in row:
                     a.axis("off")
                 mine = [r for r in nb if r["target_id"] == t]
-                row[0].imshow(np.reshape(mine[0]["tf"], (8, 8)), cmap="gray_r")
+                row[0].imshow(np.reshape(mine[0]["target_features"], (8, 8)), cmap="gray_r")
                 row[0].set_title(f"target {mine[0]['target_label']}", fontsize=7)
                 for r in mine:
                     col = r["rank"] if r["direction"] == "positive" else 5 + r["rank"]
-                    row[col].imshow(np.reshape(r["rf"], (8, 8)), cmap="gray_r")
+                    row[col].imshow(np.reshape(r["train_features"], (8, 8)), cmap="gray_r")
                     row[col].set_title(f"{'+' if r['weight'] > 0 else ''}{r['weight']:.2f}", fontsize=6,
                                        color="green" if r["weight"] > 0 else "red")
             parts += ["<p>Each row: a test digit, its 5 most positive (green) and 5 most negative (red) "

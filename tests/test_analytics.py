@@ -158,3 +158,14 @@ def test_mask_averaged_metrics_without_repeats_equal_plain(env):
                   "FROM eval_metrics WHERE fit_id = $f", params={"f": fid}).fetchnumpy()
     assert (got["n_models"] == got["n_masks"]).all()
     assert np.allclose(got["spearman"], got["spearman_mask_avg"]) and np.allclose(got["pearson"], got["pearson_mask_avg"])
+
+
+def test_neighbor_features(env):
+    st, con, fid, X, Y, W, b, labels, groups, feats = env
+    got = con.sql("SELECT * FROM neighbor_features($f, 3, 2)", params={"f": fid}).to_arrow_table().to_pylist()
+    top = con.sql("SELECT * FROM topk_neighbors($f, 3)", params={"f": fid}).to_arrow_table().to_pylist()
+    first = sorted({r["target_id"] for r in top})[:2]
+    assert {r["target_id"] for r in got} == set(first)
+    assert [(r["target_id"], r["train_id"]) for r in got] == [(r["target_id"], r["train_id"]) for r in top if r["target_id"] in first]
+    for r in got:
+        assert np.allclose(r["target_features"], feats[r["target_id"]]) and np.allclose(r["train_features"], feats[r["train_id"]])

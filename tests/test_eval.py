@@ -85,3 +85,15 @@ def test_estimator_comparison_aggregates(evaluated):
     assert agg["pooled_pearson"][0] == pytest.approx(pearsonr(P, Ye.ravel()).statistic, abs=1e-6)
     # on this linear data the LASSO datamodel predicts held-out margins well
     assert agg["lds"][0] > 0.5
+
+
+def test_eval_scatter_sample(evaluated):
+    st, Xe, Ye, ids = evaluated
+    con = st.connect()
+    got = con.sql("SELECT * FROM eval_scatter($f, 25)", params={"f": ids[0]}).fetchnumpy()
+    assert len(got["model_id"]) == 25 and len(set(zip(got["model_id"], got["target_id"]))) == 25
+    mids = st.model_ids("e", 0.5, "eval")
+    rows = np.searchsorted(mids, got["model_id"])
+    assert np.array_equal(got["margin"], Ye[rows, got["target_id"] - D])
+    again = con.sql("SELECT * FROM eval_scatter($f, 25)", params={"f": ids[0]}).fetchnumpy()
+    assert np.array_equal(again["model_id"], got["model_id"])  # reproducible
