@@ -62,6 +62,8 @@ format_opt = click.option("--format", "fmt", type=click.Choice(["table", "csv", 
                           default="table", show_default=True, help="Output format.")
 out_opt = click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default=None,
                        help="Write to this file instead of stdout.")
+as_of_opt = click.option("--as-of", "as_of", type=click.IntRange(0), default=None, metavar="VERSION",
+                         help="Read the store as it was at this log version (see `dmstore log`).")
 param_opt = click.option("-p", "--param", "params", type=(str, str), multiple=True,
                          metavar="NAME VALUE", help="Named SQL parameter, used as $NAME.")
 
@@ -181,25 +183,32 @@ def ingest_parquet_cmd(store, files, mode):
               help="Expose a CSV/Parquet file as relation NAME (e.g. removal sets for dm_removal_effect).")
 @format_opt
 @out_opt
-def query(store, sql, params, tables, fmt, out):
+@as_of_opt
+def query(store, sql, params, tables, fmt, out, as_of):
     """Run a read-only SQL query over the store's views ('-' reads SQL from stdin).
 
     \b
       dmstore query runs "SELECT experiment, alpha, role, count(*) FROM models GROUP BY ALL"
       dmstore query runs "SELECT * FROM fits WHERE target_id = \\$t" -p t 1347 --format csv
       echo "SELECT count(*) FROM margins" | dmstore query runs -
+      dmstore query runs "SELECT count(*) FROM models" --as-of 3
     """
-    from dmstore.db import query as run_query
-    from dmstore.output import write_result
+    from dmstore.db import read_relation, stream
     if sql == "-":
         sql = sys.stdin.read()
+    if fmt == "parquet" and out is None:
+        raise click.UsageError("--format parquet is binary: give -o FILE (or -o - to pipe it)")
+    stream(read_relation(store, sql, dict(params), _tables(tables), as_of), fmt, out)
+
+
+def _tables(items) -> dict:
     extra = {}
-    for item in tables:
+    for item in items:
         name, sep, path = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r}: expected NAME=FILE", param_hint="--table")
         extra[name] = path
-    write_result(run_query(store, sql, dict(params), tables=extra), fmt, out)
+    return extra
 
 
 @cli.command()
@@ -252,22 +261,32 @@ def schema(store, relation):
 @click.option("--sql", default=None, help="Export the rows of this read-only query instead.")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json", "jsonl"]), default="parquet",
               show_default=True)
-@click.option("-o", "--output", "out", type=click.Path(), required=True, help="File (or directory with --partition-by).")
+@click.option("-o", "--output", "out", type=click.Path(), required=True,
+              help="File ('-' for stdout), or directory with --partition-by; never inside the store.")
 @click.option("--partition-by", multiple=True, help="Parquet only: write a directory partitioned by this column.")
+@click.option("--overwrite", is_flag=True, help="With --partition-by: replace a non-empty output directory.")
+@click.option("--table", "tables", multiple=True, metavar="NAME=FILE",
+              help="Expose a CSV/Parquet file as relation NAME for --sql.")
 @param_opt
-def export(store, relation, sql, fmt, out, partition_by, params):
-    """Export a relation or a query's rows for analysts (masks become packed BLOBs).
+@as_of_opt
+def export(store, relation, sql, fmt, out, partition_by, overwrite, tables, params, as_of):
+    """Export a relation or a query's rows for analysts, streaming (masks: packed BLOBs in
+    Parquet, base64 text in CSV and JSON).
 
     \b
       dmstore export runs models -o models.parquet
       dmstore export runs --sql "SELECT * FROM datamodels WHERE fit_id = 1" --format csv -o dm.csv
       dmstore export runs weights --partition-by fit_id -o weights/
+      dmstore export runs margins --format jsonl -o - | gzip > margins.jsonl.gz
     """
     from dmstore.db import export as run_export
     if (relation is None) == (sql is None):
         raise click.UsageError("give a RELATION or --sql, not both")
-    n = run_export(store, out, relation, sql, fmt, list(partition_by), dict(params))
-    click.echo(f"wrote {n} rows to {out}", err=True)
+    if partition_by and fmt != "parquet":
+        raise click.UsageError("--partition-by works with --format parquet only")
+    n = run_export(store, out, relation, sql, fmt, list(partition_by), dict(params), overwrite, as_of,
+                   _tables(tables))
+    click.echo(f"wrote {n} rows to {'stdout' if out == '-' else out}", err=True)
 
 
 @cli.command("fit")
@@ -464,8 +483,8 @@ def _ints(text, name):
 @click.option("--max-cells", type=click.IntRange(1), default=32_000_000, show_default=True,
               help="Largest merged batch, in margins (models x targets).")
 def compact_cmd(store, max_cells):
-    """Merge many small batch directories into fewer large ones (single writer; contents and
-    model ids unchanged).
+    """Merge many small batches into fewer large ones (contents and model ids unchanged; each
+    merge is one commit, so readers and writers may keep working).
 
     \b
       dmstore compact runs
@@ -473,13 +492,67 @@ def compact_cmd(store, max_cells):
     from dmstore import Store
     from dmstore.compact import compact
     r = compact(Store.open(store, "a"), max_cells)
-    click.echo(f"{r['before']} batches -> {r['after']} ({r['merged']} merged)")
+    click.echo(f"{r['before']} batches -> {r['after']} ({r['merged']} merged"
+               + (f"; {r['skipped']} merge(s) skipped: a concurrent commit retired a source" if r["skipped"] else "")
+               + "); retired batches stay on disk until `dmstore vacuum`")
+
+
+@cli.command("log")
+@store_arg
+@format_opt
+@out_opt
+def log_cmd(store, fmt, out):
+    """The store's history: one row per commit (version, time, operation, units and models
+    added or removed). Any VERSION here can be read with --as-of.
+
+    \b
+      dmstore log runs
+      dmstore log runs --format csv -o history.csv
+      dmstore query runs "SELECT count(*) FROM models" --as-of 2
+    """
+    import duckdb
+    from dmstore import Store, log
+    from dmstore.db import stream
+    Store.open(store)
+    rows = log.history(store)
+    t = __import__("pyarrow").Table.from_pylist(rows)
+    if fmt == "parquet" and out is None:
+        raise click.UsageError("--format parquet is binary: give -o FILE")
+    stream(duckdb.connect().from_arrow(t), fmt, out, max_rows=10**9)
+
+
+@cli.command()
+@store_arg
+@click.option("--retain", "retain_hours", type=click.FloatRange(0), default=168.0, show_default=True,
+              metavar="HOURS", help="Keep files retired less than this long ago (readers of older "
+                                    "snapshots may still read them).")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+def vacuum(store, retain_hours, dry_run):
+    """Delete unit directories that no live snapshot needs: those retired by a commit (compact,
+    overwrite) more than --retain hours ago, and those a writer left without committing.
+
+    \b
+      dmstore vacuum runs                 # keep a week of history readable
+      dmstore vacuum runs --retain 0      # only when no reader or writer is running
+      dmstore vacuum runs --dry-run
+    """
+    from dmstore import Store, log
+    Store.open(store, "a")
+    r = log.vacuum(store, retain_hours, dry_run)
+    for p in r["deleted"]:
+        click.echo(("would delete " if dry_run else "deleted ") + p)
+    click.echo(f"{'would free' if dry_run else 'freed'} {r['bytes']:,} bytes in {len(r['deleted'])} "
+               f"unit(s); live version {r['version']}")
 
 
 @cli.command()
 @store_arg
 def migrate(store):
-    """Migrate a store written by an older format version to this dmstore's format."""
+    """Migrate a store written by an older format version to this dmstore's format.
+
+    \b
+      dmstore migrate runs        # format 1 -> 2: the commit log names every live unit
+    """
     from dmstore.migrate import migrate as run_migrate
     click.echo(run_migrate(store))
 

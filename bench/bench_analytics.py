@@ -28,6 +28,7 @@ from synth import masks as make_masks  # noqa: E402
 from dmstore import Store  # noqa: E402
 from dmstore import layout as L  # noqa: E402
 from dmstore.schema import arrow_schema  # noqa: E402
+from dmstore.writer import commit_unit  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -58,27 +59,27 @@ def build(root, n, d, density, n_eval, seed=0):
     Y = (P + rng.normal(scale=1.0, size=P.shape)).astype(np.float32)
     for lo in range(0, n_eval, 200):
         st.append("bench", 0.5, X[lo:lo + 200], Y[lo:lo + 200], targets, roles="eval")
-    unit = L.StagedUnit(st.root, L.FITS)
+    tables = {}
     nz = n * nnz_per
-    unit.write("weights", pa.table({"fit_id": np.ones(nz, np.int64), "target_id": np.repeat(targets, nnz_per),
+    tables["weights"] = (pa.table({"fit_id": np.ones(nz, np.int64), "target_id": np.repeat(targets, nnz_per),
                                     "lam": np.full(nz, 0.01), "train_id": train_ids.ravel().astype(np.int32),
                                     "weight": weights.ravel()}))
-    unit.write("fits", pa.table({
+    tables["fits"] = (pa.table({
         "fit_id": np.ones(n, np.int64), "experiment": ["bench"] * n, "alpha": np.full(n, 0.5),
         "estimator": ["lasso"] * n, "target_id": targets, "lam": np.full(n, 0.01), "bias": bias,
         "train_mse": np.ones(n), "val_mse": np.ones(n), "nnz": np.full(n, nnz_per, np.int32),
         "selected": np.ones(n, bool), "n_models": np.full(n, 1000, np.int64), "rel_gap": np.zeros(n),
         "n_iter": np.ones(n, np.int32), "converged": np.ones(n, bool)}))
     mids = st.model_ids("bench", 0.5, "eval")
-    unit.write("eval_predictions", pa.table({"fit_id": np.ones(n_eval * n, np.int64),
+    tables["eval_predictions"] = (pa.table({"fit_id": np.ones(n_eval * n, np.int64),
                                              "model_id": np.repeat(mids, n), "target_id": np.tile(targets, n_eval),
                                              "predicted": P.ravel()}))
     run = {f.name: [None] for f in arrow_schema("fit_runs")}
     run.update(fit_id=[1], experiment=["bench"], alpha=[0.5], estimator=["lasso"], created_at=["-"], n_fit=[0],
                n_val=[0], val_source=["role"], n_targets=[n], n_lambdas=[1], dtype=["float32"], device=["cpu"],
                wall_time_s=[0.0], n_not_converged=[0], params=["{}"])
-    unit.write("fit_runs", pa.table(run, schema=arrow_schema("fit_runs")))
-    unit.commit()
+    tables["fit_runs"] = pa.table(run, schema=arrow_schema("fit_runs"))
+    commit_unit(st, L.FITS, tables, "fit", {"fit_id": 1})
     return st, targets, train_ids, weights, P, Y
 
 

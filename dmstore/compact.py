@@ -1,11 +1,13 @@
-"""Compaction: merge many small batch directories into fewer large ones (single writer).
+"""Compaction: merge many small batches into fewer large ones, one log commit per merge.
 
-Workers and chunked ingestion leave one directory per batch; readers and writers both walk
-them, so a store ingested in thousands of small batches gets slower to open. `compact` merges
-consecutive batches with the same target set, up to `max_cells` margins per merged batch,
-streaming row group by row group (memory is bounded by one source batch). It holds the writer
-lock throughout; each merged batch is committed before its sources are removed, so a reader may
-briefly see a model twice, never not at all.
+Workers and chunked ingestion leave one batch per write; every reader opens each file of the
+snapshot, so a store ingested in thousands of small batches gets slower to read. `compact` merges
+consecutive batches with the same target set, up to `max_cells` margins per merged batch, streaming
+file by file (memory is bounded by one source batch). Each merged batch becomes live in the commit
+that retires its sources, so readers see every model exactly once at every version; an interrupted
+compaction leaves an unreferenced directory for `vacuum` and nothing else. Concurrent writers are
+not blocked: a merge whose sources another commit retired meanwhile is dropped (and redone by the
+next run).
 """
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from . import layout as L
+from . import log
 from .store import TARGETS_KEY, Store
+from .writer import batch_entry
 
 
-def _plan_merges(store: Store, max_cells: int) -> list[list[Path]]:
+def _plan_merges(batches: list[Path], max_cells: int) -> list[list[Path]]:
     runs, current, key, cells = [], [], None, 0
-    for bd in store._batch_dirs():
+    for bd in batches:
         if bd.name == L.EMPTY:
             continue
         meta = pq.read_schema(bd / "margins.parquet").metadata or {}
@@ -35,27 +39,50 @@ def _plan_merges(store: Store, max_cells: int) -> list[list[Path]]:
     return [r for r in runs if len(r) > 1]
 
 
-def compact(store: Store, max_cells: int = 32_000_000) -> dict:
-    """Merge small batches; returns {'before': n_batches, 'after': n_batches, 'merged': k}."""
+def _merge(store: Store, sources: list[Path]) -> tuple[dict, L.StagedUnit]:
+    """Write one published (not yet live) batch holding `sources` in order."""
+    meta = pq.read_schema(sources[0] / "margins.parquet").metadata or {}
+    targets = meta.get(TARGETS_KEY.encode(), b"").decode()
+    unit = L.StagedUnit(store.root, L.BATCHES)
+    models = margins = 0
+    try:
+        with L.parquet_writer(unit.tmp / "margins.parquet", "margins", {TARGETS_KEY: targets}) as wy, \
+                L.parquet_writer(unit.tmp / "models.parquet", "models") as wm:
+            for bd in sources:  # model order in both files stays the same
+                t = pq.read_table(bd / "models.parquet")
+                wm.write_table(t)
+                models += t.num_rows
+                y = pq.read_table(bd / "margins.parquet")
+                wy.write_table(y)
+                margins += y.num_rows
+        return batch_entry(unit.publish(), models, margins), unit
+    except BaseException:
+        unit.discard()
+        raise
+
+
+def compact(store: Store, max_cells: int = 32_000_000, progress=None) -> dict:
+    """Merge small batches; returns {'before', 'after': live batches, 'merged': sources merged,
+    'skipped': merges dropped because a concurrent commit retired a source}."""
     store._require_writable()
-    with L.writer_lock(store.root):
-        before = len([b for b in store._batch_dirs() if b.name != L.EMPTY])
-        merges = _plan_merges(store, max_cells)
-        for sources in merges:
-            meta = pq.read_schema(sources[0] / "margins.parquet").metadata or {}
-            targets = meta.get(TARGETS_KEY.encode(), b"").decode()
-            unit = L.StagedUnit(store.root, L.BATCHES)
-            try:
-                with L.parquet_writer(unit.tmp / "margins.parquet", "margins", {TARGETS_KEY: targets}) as wy, \
-                        L.parquet_writer(unit.tmp / "models.parquet", "models") as wm:
-                    for bd in sources:  # model order in both files stays the same
-                        wm.write_table(pq.read_table(bd / "models.parquet"))
-                        wy.write_table(pq.read_table(bd / "margins.parquet"))
-                unit.commit()
-            except BaseException:
-                unit.abort()
-                raise
-            for bd in sources:
-                L.remove_unit(store.root, bd)
-        after = len([b for b in store._batch_dirs() if b.name != L.EMPTY])
-    return {"before": before, "after": after, "merged": sum(len(m) for m in merges)}
+    base = log.snapshot(store.root)
+    batches = [b for b in base.paths(L.BATCHES) if b.name != L.EMPTY]
+    merges = _plan_merges(batches, max_cells)
+    merged = skipped = 0
+    for sources in merges:
+        entry, unit = _merge(store, sources)
+        remove = [f"{L.BATCHES}/{bd.name}" for bd in sources]
+        try:
+            log.commit(base, "compact", [entry], remove, info={"merged": len(sources)})
+            merged += len(sources)
+            base = log.snapshot(store.root)
+        except log.CommitConflict:
+            skipped += 1
+            unit.discard()
+        except BaseException:
+            unit.discard()
+            raise
+        if progress is not None:
+            progress(1)
+    after = len([b for b in log.snapshot(store.root).paths(L.BATCHES) if b.name != L.EMPTY])
+    return {"before": len(batches), "after": after, "merged": merged, "skipped": skipped}

@@ -204,14 +204,9 @@ def support(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160, 320, 640), 
     return {"n": len(res), "with_support": len(cert), "certified": n_cert}
 
 
-def _write_analysis(store, kind, table: pa.Table | None = None) -> None:
-    """Commit one analysis unit: `kind` and `table`, or a dict of kind → table."""
+def _write_analysis(store, kind, table: pa.Table | None = None) -> int:
+    """Commit one analysis unit: `kind` and `table`, or a dict of kind → table; returns the
+    log version."""
+    from .writer import commit_unit
     tables = kind if isinstance(kind, dict) else {kind: table}
-    unit = L.StagedUnit(store.root, L.ANALYSES)
-    try:
-        for k, t in tables.items():
-            unit.write(k, t)
-        unit.commit()
-    except BaseException:
-        unit.abort()
-        raise
+    return commit_unit(store, L.ANALYSES, tables, "analysis", info={"relations": list(tables)})

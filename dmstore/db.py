@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from . import schema
-from .errors import QueryError
+from .errors import InputError, QueryError
 
 _HEADER = re.compile(r"^--\s*(view|macro|table macro):\s*(\w+)", re.M)
 _REQUIRES = re.compile(r"^--\s*Requires:\s*(\w+)\.(\w+)", re.M)
@@ -33,11 +33,16 @@ def view_names() -> list[str]:
             if m and m.group(1) == "view"]
 
 
-def register(con: duckdb.DuckDBPyConnection) -> None:
+def register(con: duckdb.DuckDBPyConnection, files: dict | None = None) -> None:
     """Run every SQL file on `con`, in dependency order (a file whose dependencies are not yet
     defined is retried after the others). A file with a `-- Requires: rel.col` header is left
-    out when the store's `rel` has no column `col`."""
+    out when the store's `rel` has no column `col`. A relation whose file list (`files`) is empty
+    gets a typed empty view."""
     pending = dict(sql_files())
+    for name, fs in (files or {}).items():
+        if not fs and name in pending:
+            con.execute(_empty_view(name))
+            del pending[name]
     while pending:
         progressed, last = False, None
         for name, text in list(pending.items()):
@@ -89,17 +94,38 @@ def _has_column(con, rel: str, col: str) -> bool:
         return False
 
 
-def connect(store, threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """In-memory DuckDB connection whose views read the store's Parquet files in place."""
+def connect(store, threads: int | None = None, as_of: int | None = None, tables: dict | None = None,
+            sandbox: bool = True) -> duckdb.DuckDBPyConnection:
+    """In-memory DuckDB connection over one snapshot of the store (the latest, or version
+    `as_of`): every view reads that snapshot's explicit file list. `tables` (name → CSV/Parquet
+    file) become extra relations. With `sandbox` (the default) the connection can read only those
+    files (`allowed_paths`), loads no extension, and its configuration is locked."""
     from .store import Store
-    root = store.root if isinstance(store, Store) else Path(store)
-    if not isinstance(store, Store):
-        Store.open(root, "r")  # checks the manifest and format version
-    con = duckdb.connect(":memory:")
+    if isinstance(store, Store) and (as_of is None or as_of == store.as_of):
+        st = store
+    else:
+        st = Store.open(store.root if isinstance(store, Store) else store, "r", as_of=as_of)
+    snap = st.snapshot()
+    root = Path(st.root).resolve()
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False})
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    con.execute("SET VARIABLE dmstore_root = ?", [str(Path(root).resolve())])
-    register(con)
+    con.execute("SET VARIABLE dmstore_root = ?", [str(root)])
+    con.execute("SET VARIABLE dmstore_version = ?", [snap.version])
+    files = {}
+    for rel in schema.TABLES:
+        if rel != "examples":
+            files[rel] = snap.files(rel, root)
+            con.execute(f"SET VARIABLE dmstore_files_{rel} = ?::VARCHAR[]", [files[rel]])
+    allowed = [str(root / "examples.parquet")] + [f for fs in files.values() for f in fs]
+    for name, path in (tables or {}).items():
+        allowed.append(attach_file(con, name, path))
+    register(con, files)
+    if sandbox:
+        con.execute("SET allowed_paths = ?::VARCHAR[]", [allowed])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
     return con
 
 
@@ -115,34 +141,65 @@ def _param_value(v):
     return v
 
 
-def query(store, sql: str, params: dict | None = None, con=None, tables: dict | None = None):
-    """Run read-only `sql` (one or more statements; the last one's rows are returned) with named
-    parameters `$name` from `params` and extra relations `tables` (name → CSV/Parquet file, for
-    macros that take a table such as dm_removal_effect); returns a pyarrow Table. Writes are
-    refused (QueryError)."""
+def read_relation(store, sql: str, params: dict | None = None, tables: dict | None = None,
+             as_of: int | None = None, con=None):
+    """A lazy DuckDB relation for read-only `sql` (one or more statements; the last one gives
+    the rows) with named parameters `$name` from `params` and extra relations `tables` (name →
+    CSV/Parquet file, for macros that take a table such as dm_removal_effect), on a sandboxed
+    connection over the store's snapshot (`as_of`: a past version). Nothing is fetched yet."""
     from .readonly import check_read_only
     n = check_read_only(sql)
-    con = con or connect(store)
-    for name, path in (tables or {}).items():
-        attach_file(con, name, path)
+    con = con or connect(store, tables=tables, as_of=as_of)
     params = {k: _param_value(v) for k, v in (params or {}).items()}
     try:
-        if n > 1:
-            if params:
-                raise QueryError("parameters (-p) work with a single statement only")
-            return con.sql(sql).to_arrow_table()
-        rel = con.sql(sql, params=params or None)
-        if rel is None:
-            raise QueryError("the statement returns no rows")
+        stmts = con.extract_statements(sql)
+        bad = [st for st in stmts if st.type not in _READ_TYPES]
+        if bad:   # DuckDB's own parser agrees with sqlglot's, or the query does not run
+            raise QueryError(f"only read statements run here; refused a {bad[0].type.name} statement")
+        if n > 1 and params:
+            raise QueryError("parameters (-p) work with a single statement only")
+        for st in stmts[:-1]:
+            con.execute(st.query)
+        rel = con.sql(stmts[-1].query, params=params or None)
+    except duckdb.Error as e:
+        raise QueryError(str(e).strip()) from None
+    if rel is None:
+        raise QueryError("the statement returns no rows")
+    return rel
+
+
+_READ_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def query(store, sql: str, params: dict | None = None, con=None, tables: dict | None = None,
+          as_of: int | None = None):
+    """Run read-only `sql` (see `read_relation`) and return its rows as a pyarrow Table. Writes are
+    refused (QueryError)."""
+    rel = read_relation(store, sql, params, tables, as_of, con)
+    try:
         return rel.to_arrow_table()
     except duckdb.Error as e:
         raise QueryError(str(e).strip()) from None
 
 
+def stream(rel, fmt: str, out=None, max_rows: int = 200) -> int | None:
+    """Write relation `rel` as `fmt` to `out` (stdout when None or '-') as it streams; a
+    failure midway removes the partial file. Returns the row count (None for a table preview)."""
+    from .output import write_relation
+    try:
+        return write_relation(rel, fmt, out, max_rows)
+    except duckdb.Error as e:
+        if out not in (None, "-"):
+            Path(out).unlink(missing_ok=True)
+        raise QueryError(str(e).strip()) from None
+    except BaseException:
+        if out not in (None, "-"):
+            Path(out).unlink(missing_ok=True)
+        raise
 
-def attach_file(con, name: str, path) -> None:
-    """Expose a CSV or Parquet file as relation `name` on `con`."""
-    from .errors import InputError
+
+def attach_file(con, name: str, path) -> str:
+    """Expose a CSV or Parquet file as relation `name` on `con`; returns its absolute path."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"--table {name}={path}: no such file")
@@ -153,14 +210,17 @@ def attach_file(con, name: str, path) -> None:
         rel.to_view(name)
     except duckdb.Error as e:
         raise InputError(f"--table {name}={path}: cannot read it ({str(e).strip()})") from None
+    return str(p.resolve())
 
 
 def export(store, out, relation: str | None = None, sql: str | None = None, fmt: str = "parquet",
-           partition_by: list[str] | None = None, params: dict | None = None) -> int:
-    """Write a relation (or read-only `sql`) to `out` as parquet|csv|json|jsonl; Parquet may be
-    partitioned into a directory by columns. Returns the row count. DuckDB streams the rows."""
-    from .output import FORMATS
-    from .readonly import check_read_only
+           partition_by: list[str] | None = None, params: dict | None = None, overwrite: bool = False,
+           as_of: int | None = None, tables: dict | None = None) -> int:
+    """Write a relation (or read-only `sql`) to `out` (a file; '-' is stdout) as
+    parquet|csv|json|jsonl, streaming; Parquet may be partitioned into a directory by columns.
+    Refuses any output inside the store. Returns the row count."""
+    from .output import FORMATS, write_partitioned
+    from .store import Store
     if (relation is None) == (sql is None):
         raise QueryError("give a relation or --sql, not both")
     if relation is not None and relation not in _all_relations():
@@ -169,33 +229,26 @@ def export(store, out, relation: str | None = None, sql: str | None = None, fmt:
         raise QueryError(f"--format must be parquet, csv, json or jsonl, got {fmt!r}")
     if partition_by and fmt != "parquet":
         raise QueryError("--partition-by works with --format parquet only")
-    if sql is not None and check_read_only(sql) != 1:
-        raise QueryError("--sql takes exactly one SELECT statement")
-    con = connect(store)
-    rel = con.sql(sql if sql is not None else f'SELECT * FROM "{relation}"',
-                  params={k: _param_value(v) for k, v in (params or {}).items()} or None)
-    # BIT columns become '0101…' text in Parquet and JSON; export masks as packed BLOBs instead.
-    cols = [f'"{c}"::BLOB AS "{c}"' if str(t) == "BIT" else f'"{c}"' for c, t in zip(rel.columns, rel.types)]
-    rel = rel.project(", ".join(cols))
-    out = str(Path(out))
-    n = rel.aggregate("count(*)").fetchall()[0][0]
-    try:
-        if fmt == "parquet":
-            if partition_by:
-                rel.write_parquet(out, compression="zstd", partition_by=list(partition_by),
-                                  overwrite=True)
-            else:
-                rel.write_parquet(out, compression="zstd")
-        elif fmt == "csv":
-            rel.write_csv(out, header=True)
-        else:
-            rel.to_view("_dmstore_export")
-            array = ", ARRAY true" if fmt == "json" else ""
-            con.execute(f"COPY (SELECT * FROM _dmstore_export) TO '{out.replace(chr(39), chr(39) * 2)}' "
-                        f"(FORMAT json{array})")
-    except duckdb.Error as e:
-        raise QueryError(f"export to {out} failed: {str(e).strip()}") from None
-    return n
+    root = Path(store.root if isinstance(store, Store) else store).resolve()
+    if out != "-":
+        target = Path(out).resolve()
+        if target == root or root in target.parents:
+            raise InputError(f"-o {out}: that is inside the store {root}; dmstore writes the store only "
+                             f"through its own commands. Export to a path outside it")
+    elif partition_by:
+        raise QueryError("--partition-by writes a directory; give -o DIR, not -")
+    if sql is not None:
+        from .readonly import check_read_only
+        if check_read_only(sql) != 1:
+            raise QueryError("--sql takes exactly one SELECT statement")
+    rel = read_relation(store, sql if sql is not None else f'SELECT * FROM "{relation}"', params,
+                        tables, as_of)
+    if partition_by:
+        try:
+            return write_partitioned(rel, Path(out), list(partition_by), overwrite)
+        except duckdb.Error as e:
+            raise QueryError(f"export to {out} failed: {str(e).strip()}") from None
+    return stream(rel, fmt, out)
 
 
 def _all_relations() -> list[str]:

@@ -30,7 +30,7 @@ import pyarrow as pa
 import torch
 from tqdm import tqdm
 
-from . import layout as L
+from .writer import commit_fit
 from . import __version__
 from .errors import InputError
 from .solvers import Problem, cg_solve, gram_matvec, lasso_solve, lipschitz_gram, lipschitz_power
@@ -309,6 +309,7 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     alpha = check_alpha(alpha)
     dev = resolve_device(device)
     dt = torch.float32 if dtype == "float32" else torch.float64
+    store = store.pinned()   # every read of this fit sees one version of the store
     tids = store.resolve_targets(targets)
     d = store.d
     test_t, train_t = tids[tids >= d], tids[tids < d]
@@ -487,49 +488,43 @@ def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, r
     gaps = fits["rel_gap"][np.isfinite(fits["rel_gap"])]
     max_gap = float(gaps.max()) if gaps.size and estimator == "lasso" else None
     wall = time.time() - t0
-    with L.writer_lock(store.root):
-        runs = store.fit_runs()
-        fit_id = int(max(runs["fit_id"].to_pylist() or [0])) + 1
-        nf = fits["target_id"].size
-        fits_t = pa.table({
-            "fit_id": np.full(nf, fit_id, np.int64), "experiment": [experiment] * nf,
-            "alpha": np.full(nf, alpha), "estimator": [estimator] * nf,
-            "target_id": fits["target_id"].astype(np.int32), "lam": fits["lam"].astype(np.float64),
-            "bias": fits["bias"].astype(np.float64), "train_mse": fits["train_mse"].astype(np.float64),
-            "val_mse": pa.array(fits["val_mse"].astype(np.float64), from_pandas=True),
-            "nnz": fits["nnz"].astype(np.int32), "selected": fits["selected"].astype(bool),
-            "n_models": fits["n_models"].astype(np.int64),
-            "rel_gap": fits["rel_gap"].astype(np.float64), "n_iter": fits["n_iter"].astype(np.int32),
-            "converged": conv,
-        })
-        weights_t = pa.table({
-            "fit_id": np.full(w_cat[0].size, fit_id, np.int64), "target_id": w_cat[0].astype(np.int32),
-            "lam": w_cat[1].astype(np.float64), "train_id": w_cat[2].astype(np.int32),
-            "weight": w_cat[3].astype(np.float32),
-        })
-        run_t = pa.table({
-            "fit_id": [fit_id], "experiment": [experiment], "alpha": [alpha], "estimator": [estimator],
-            "created_at": [_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")],
-            "n_fit": [run["n_fit"]], "n_val": [run["n_val"]], "val_source": [run["val_source"]],
-            "n_targets": [run["n_targets"]], "n_lambdas": [run["n_lambdas"]],
-            "lambda_min_ratio": [run["lambda_min_ratio"]], "tol": [run["tol"]],
-            "max_iter": [run["max_iter"]], "dtype": [run["dtype"]], "device": [run["device"]],
-            "wall_time_s": [wall], "max_rel_gap": [max_gap], "n_not_converged": [int((~conv).sum())],
-            "params": [json.dumps(run["params"], sort_keys=True)],
-        })
-        unit = L.StagedUnit(store.root, L.FITS, name=f"{fit_id:08d}-{L.new_unit_id()}")
-        try:
-            unit.write("fits", fits_t)
-            unit.write("weights", weights_t)
-            unit.write("fit_runs", run_t)
-            if preds is None:
-                preds = pa.table({"model_id": pa.array([], pa.int64()), "target_id": pa.array([], pa.int32()),
-                                  "predicted": pa.array([], pa.float32())})
-            unit.write("eval_predictions", preds.add_column(0, "fit_id", pa.array(
-                np.full(preds.num_rows, fit_id, np.int64))))
-            unit.commit()
-        except BaseException:
-            unit.abort()
-            raise
+    nf = fits["target_id"].size
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    if preds is None:
+        preds = pa.table({"model_id": pa.array([], pa.int64()), "target_id": pa.array([], pa.int32()),
+                          "predicted": pa.array([], pa.float32())})
+
+    def tables(fit_id):
+        ids = lambda n: np.full(n, fit_id, np.int64)  # noqa: E731
+        return {
+            "fits": pa.table({
+                "fit_id": ids(nf), "experiment": [experiment] * nf,
+                "alpha": np.full(nf, alpha), "estimator": [estimator] * nf,
+                "target_id": fits["target_id"].astype(np.int32), "lam": fits["lam"].astype(np.float64),
+                "bias": fits["bias"].astype(np.float64), "train_mse": fits["train_mse"].astype(np.float64),
+                "val_mse": pa.array(fits["val_mse"].astype(np.float64), from_pandas=True),
+                "nnz": fits["nnz"].astype(np.int32), "selected": fits["selected"].astype(bool),
+                "n_models": fits["n_models"].astype(np.int64),
+                "rel_gap": fits["rel_gap"].astype(np.float64), "n_iter": fits["n_iter"].astype(np.int32),
+                "converged": conv,
+            }),
+            "weights": pa.table({
+                "fit_id": ids(w_cat[0].size), "target_id": w_cat[0].astype(np.int32),
+                "lam": w_cat[1].astype(np.float64), "train_id": w_cat[2].astype(np.int32),
+                "weight": w_cat[3].astype(np.float32),
+            }),
+            "fit_runs": pa.table({
+                "fit_id": [fit_id], "experiment": [experiment], "alpha": [alpha], "estimator": [estimator],
+                "created_at": [created],
+                "n_fit": [run["n_fit"]], "n_val": [run["n_val"]], "val_source": [run["val_source"]],
+                "n_targets": [run["n_targets"]], "n_lambdas": [run["n_lambdas"]],
+                "lambda_min_ratio": [run["lambda_min_ratio"]], "tol": [run["tol"]],
+                "max_iter": [run["max_iter"]], "dtype": [run["dtype"]], "device": [run["device"]],
+                "wall_time_s": [wall], "max_rel_gap": [max_gap], "n_not_converged": [int((~conv).sum())],
+                "params": [json.dumps(run["params"], sort_keys=True)],
+            }),
+            "eval_predictions": preds.add_column(0, "fit_id", pa.array(ids(preds.num_rows))),
+        }
+    fit_id = commit_fit(store, tables, {"experiment": experiment, "alpha": alpha, "estimator": estimator})
     return FitResult(fit_id, estimator, run["n_targets"], run["n_fit"], run["n_val"], int((~conv).sum()),
                      max_gap if max_gap is not None else 0.0, wall, run["device"], not_conv)

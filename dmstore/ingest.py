@@ -21,7 +21,7 @@ from .batch import ModelBatch
 from .errors import InputError
 from .store import IngestReport, Store
 
-MAX_CELLS = 4_000_000  # margins per chunk (~16 MB as float32): bounds memory whatever the file size
+from .layout import MAX_CELLS  # noqa: E402  (margins per chunk: bounds memory)
 
 
 def load_npy(path: Path, ndim: int | None = None) -> np.ndarray:

@@ -1,19 +1,20 @@
-"""Where things live inside a store directory, and the two primitives every writer uses:
-an exclusive writer lock and an atomic directory commit.
+"""Where things live inside a store directory, and the primitives every writer uses: a
+writer lock (held only to reserve model ids) and staged units.
 
     STORE/dmstore.json                       manifest (format version, d, created_at, …)
+    STORE/_log/<version>.json                the commit log: what is live (see `log`)
     STORE/examples.parquet                   written once by `init`
     STORE/batches/<batch>/models.parquet     one ingested batch of models …
-    STORE/batches/<batch>/margins.parquet    … and its margins (committed together)
+    STORE/batches/<batch>/margins.parquet    … and its margins (live in the same commit)
     STORE/fits/<fit>/{fit_runs,fits,weights,eval_predictions}.parquet
-    STORE/analyses/<unit>/{counterfactuals,support}.parquet
-    STORE/.tmp/<batch>/                      private: files being written (never globbed)
-    STORE/.lock                              private: writer lock (fcntl)
+    STORE/analyses/<unit>/{counterfactuals,support,…}.parquet
+    STORE/.tmp/<unit>/                       private: files being written
+    STORE/.lock                              private: writer lock (fcntl), for id reservation
     STORE/.next_model_id                     private: the next model id no writer has reserved
 
-A batch directory is built complete under `.tmp/` and moved into place with one `os.replace`, so a
-reader globbing `batches/*/…` sees a whole batch or nothing, and a writer killed mid-write leaves
-only a private temp directory that the next writer removes.
+A unit is built complete under `.tmp/`, moved into `batches/` (or `fits/`, `analyses/`) with one
+`os.replace`, and becomes live only when a log commit names it. A directory no commit names is
+invisible to readers; `vacuum` deletes it once it is older than the retention period.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ ANALYSES = "analyses"
 TMP = ".tmp"
 LOCK = ".lock"
 NEXT_ID = ".next_model_id"   # private: model ids reserved by writers (never reused)
-EMPTY = "0-empty"  # zero-row files that pin column types and keep globs non-empty
+EMPTY = "0-empty"  # zero-row files that pin column types and keep file lists non-empty
+MAX_CELLS = 4_000_000  # margins per written batch (~16 MB as float32): bounds memory whatever the input
 
 # Per-column Parquet encodings. Margins are float32 that often came from float16: splitting the
 # bytes into streams lets zstd drop the all-zero low mantissa bytes.
@@ -91,32 +93,45 @@ def writer_lock(root: Path):
 
 
 class StagedUnit:
-    """A directory of Parquet files built privately under `.tmp/` and committed in one rename."""
+    """A directory of Parquet files built privately under `.tmp/`, then published into place."""
 
     def __init__(self, root: Path, parent: str, name: str | None = None):
         self.root, self.parent = root, parent
         self.name = name or new_unit_id()
         self.tmp = root / TMP / f"{self.name}"
         self.tmp.mkdir(parents=True)
+        self.published = False
 
     def write(self, kind: str, table: pa.Table, metadata: dict | None = None) -> None:
         write_parquet(table, self.tmp / f"{kind}.parquet", kind, metadata)
 
-    def commit(self) -> Path:
-        """Move the staged directory into `parent/` atomically; returns its final path."""
-        for f in self.tmp.iterdir():  # make the data durable before it becomes visible
+    @property
+    def path(self) -> str:
+        """The unit's path relative to the store, as the log names it."""
+        return f"{self.parent}/{self.name}"
+
+    def publish(self) -> str:
+        """Move the staged directory into `parent/` (durable, not yet live: a log commit makes
+        it live); returns its relative path."""
+        for f in self.tmp.iterdir():  # make the data durable before a commit can name it
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        final = self.root / self.parent / self.name
-        os.replace(self.tmp, final)
-        return final
+        os.replace(self.tmp, self.root / self.parent / self.name)
+        self.published = True
+        return self.path
 
-    def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    def discard(self) -> None:
+        """Delete the unit unless a commit made it live (safe to call at any point)."""
+        if not self.published:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        from . import log
+        if self.path not in log.snapshot(self.root).units:
+            remove_unit(self.root, self.root / self.path)
 
 
 def remove_unit(root: Path, unit: Path) -> None:
-    """Remove a committed unit: first renamed out of the globbed folder (atomic), then deleted."""
+    """Delete a unit directory that no commit names: renamed into `.tmp/` first, then deleted."""
     trash = root / TMP / f"trash-{new_unit_id()}"
     os.replace(unit, trash)
     shutil.rmtree(trash, ignore_errors=True)

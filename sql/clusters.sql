@@ -4,4 +4,4 @@
 -- Parameters: none.
 -- Columns: see schemas/clusters.json.
 CREATE OR REPLACE VIEW clusters AS
-SELECT * FROM read_parquet(getvariable('dmstore_root') || '/analyses/*/clusters.parquet');
+SELECT * FROM read_parquet(getvariable('dmstore_files_clusters'));

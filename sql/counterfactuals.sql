@@ -5,4 +5,4 @@
 -- Parameters: none.
 -- Columns: see schemas/counterfactuals.json.
 CREATE OR REPLACE VIEW counterfactuals AS
-SELECT * FROM read_parquet(getvariable('dmstore_root') || '/analyses/*/counterfactuals.parquet');
+SELECT * FROM read_parquet(getvariable('dmstore_files_counterfactuals'));

@@ -4,4 +4,4 @@
 -- Parameters: none.
 -- Columns: see schemas/embedding_pca.json.
 CREATE OR REPLACE VIEW embedding_pca AS
-SELECT * FROM read_parquet(getvariable('dmstore_root') || '/analyses/*/embedding_pca.parquet');
+SELECT * FROM read_parquet(getvariable('dmstore_files_embedding_pca'));

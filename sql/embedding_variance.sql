@@ -4,4 +4,4 @@
 -- Parameters: none.
 -- Columns: see schemas/embedding_variance.json.
 CREATE OR REPLACE VIEW embedding_variance AS
-SELECT * FROM read_parquet(getvariable('dmstore_root') || '/analyses/*/embedding_variance.parquet');
+SELECT * FROM read_parquet(getvariable('dmstore_files_embedding_variance'));

@@ -4,4 +4,4 @@
 -- Parameters: none.
 -- Columns: fit_id BIGINT, model_id BIGINT, target_id INTEGER, predicted FLOAT.
 CREATE OR REPLACE VIEW eval_predictions AS
-SELECT * FROM read_parquet(getvariable('dmstore_root') || '/fits/*/eval_predictions.parquet');
+SELECT * FROM read_parquet(getvariable('dmstore_files_eval_predictions'));

@@ -3,4 +3,4 @@
 -- Parameters: none.
 -- Columns: see schemas/fit_runs.json.
 CREATE OR REPLACE VIEW fit_runs AS
-SELECT * FROM read_parquet(getvariable('dmstore_root') || '/fits/*/fit_runs.parquet');
+SELECT * FROM read_parquet(getvariable('dmstore_files_fit_runs'));

@@ -5,4 +5,4 @@
 -- Columns: fit_id, experiment, alpha, estimator, target_id, lam, bias, train_mse, val_mse, nnz,
 --   selected, n_models, rel_gap, n_iter, converged (see schemas/fits.json).
 CREATE OR REPLACE VIEW fits AS
-SELECT * FROM read_parquet(getvariable('dmstore_root') || '/fits/*/fits.parquet');
+SELECT * FROM read_parquet(getvariable('dmstore_files_fits'));

@@ -4,4 +4,4 @@
 -- Columns: model_id BIGINT, example_id INTEGER, margin FLOAT.
 CREATE OR REPLACE VIEW margins AS
 SELECT model_id, example_id, margin
-FROM read_parquet(getvariable('dmstore_root') || '/batches/*/margins.parquet');
+FROM read_parquet(getvariable('dmstore_files_margins'));

@@ -7,4 +7,4 @@
 CREATE OR REPLACE VIEW models AS
 SELECT model_id, experiment, alpha, seed, mask_id, role, mask::BIT AS mask, n_included,
        train_accuracy, test_accuracy, source, source_row, digest
-FROM read_parquet(getvariable('dmstore_root') || '/batches/*/models.parquet');
+FROM read_parquet(getvariable('dmstore_files_models'));

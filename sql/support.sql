@@ -6,4 +6,4 @@
 -- Parameters: none.
 -- Columns: see schemas/support.json.
 CREATE OR REPLACE VIEW support AS
-SELECT * FROM read_parquet(getvariable('dmstore_root') || '/analyses/*/support.parquet');
+SELECT * FROM read_parquet(getvariable('dmstore_files_support'));

@@ -3,4 +3,4 @@
 -- Parameters: none.
 -- Columns: fit_id BIGINT, target_id INTEGER, lam DOUBLE, train_id INTEGER, weight FLOAT.
 CREATE OR REPLACE VIEW weights AS
-SELECT * FROM read_parquet(getvariable('dmstore_root') || '/fits/*/weights.parquet');
+SELECT * FROM read_parquet(getvariable('dmstore_files_weights'));

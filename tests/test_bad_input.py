@@ -211,9 +211,13 @@ def test_open_errors(tmp_path):
     j = json.loads(man.read_text())
     j["format_version"] = 99
     man.write_text(json.dumps(j))
-    with pytest.raises(StoreError, match="format version 99 .*format version 1"):
+    with pytest.raises(StoreError, match="format version 99 .*format version 2"):
+        Store.open(st.root)
+    j["format_version"] = 1
+    man.write_text(json.dumps(j))
+    with pytest.raises(StoreError, match="format version 1 is older.*dmstore migrate"):
         Store.open(st.root)
     with pytest.raises(StoreError, match="opened read-only"):
-        j["format_version"] = 1
+        j["format_version"] = 2
         man.write_text(json.dumps(j))
         Store.open(st.root).append("x", 0.5, np.ones((1, 4), bool), np.zeros((1, 1)), [0], check_alpha=False)

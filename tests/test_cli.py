@@ -62,7 +62,7 @@ def test_query_formats(filled, tmp_path):
     out = tmp_path / "q.parquet"
     assert run("query", s, q, "--format", "parquet", "-o", out).exit_code == 0
     assert pq.read_table(out).num_rows == 3
-    assert run("query", s, q, "--format", "parquet").exit_code == 1  # needs -o
+    assert run("query", s, q, "--format", "parquet").exit_code == 2  # needs -o: a usage error
 
 
 def test_query_params_and_stdin(filled):

@@ -21,7 +21,7 @@ def test_compact_merges_and_preserves_everything(tmp_path):
     before = {v: con.sql(f"SELECT * FROM {v} ORDER BY ALL").fetchall() for v in ("models", "margins")}
     X, Y = st.mask_matrix("e", 0.5, role="fit"), st.margin_matrix("e", 0.5, targets=[41, 45])
     r = compact(st, max_cells=4 * 5 * 52)   # at most 4 of the small batches per merge
-    assert r == {"before": 11, "after": 4, "merged": 10}
+    assert r == {"before": 11, "after": 4, "merged": 10, "skipped": 0}
     con = st.connect()
     assert {v: con.sql(f"SELECT * FROM {v} ORDER BY ALL").fetchall() for v in ("models", "margins")} == before
     assert np.array_equal(st.mask_matrix("e", 0.5, role="fit"), X)

@@ -108,7 +108,7 @@ def test_parquet_export_ingest_roundtrip(tmp_path, filled, synth):
 
 def test_parquet_accepts_bit_text_masks(tmp_path, filled, synth):
     """A BIT column written by DuckDB to Parquet becomes '0101…' text: accepted too."""
-    con = filled.connect()
+    con = filled.connect(sandbox=False)  # the test writes a file with it
     con.sql("SELECT * FROM models").write_parquet(str(tmp_path / "m.parquet"))
     export(filled.root, tmp_path / "y.parquet", "margins")
     other = Store.create(tmp_path / "o", train_size=synth.d, test_size=synth.n_test)

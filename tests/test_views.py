@@ -52,7 +52,7 @@ def test_datamodels_view_joins_selected(filled, tmp_path):
     """datamodels = weights ⋈ fits where selected (written by hand here; fit tests write real ones)."""
     import pyarrow as pa
     from dmstore import layout as L
-    unit = L.StagedUnit(filled.root, L.FITS)
+    from dmstore.writer import commit_unit
     fits = pa.table({"fit_id": [7, 7], "experiment": ["exp"] * 2, "alpha": [0.5] * 2,
                      "estimator": ["lasso"] * 2, "target_id": [41, 41], "lam": [0.1, 0.01],
                      "bias": [1.0, 2.0], "train_mse": [1.0, 0.5], "val_mse": [1.1, 0.9],
@@ -60,10 +60,8 @@ def test_datamodels_view_joins_selected(filled, tmp_path):
                      "rel_gap": [1e-7, 1e-7], "n_iter": [3, 4], "converged": [True, True]})
     weights = pa.table({"fit_id": [7, 7, 7], "target_id": [41] * 3, "lam": [0.1, 0.01, 0.01],
                         "train_id": [5, 5, 9], "weight": [0.5, 0.7, -0.2]})
-    unit.write("fits", fits)
-    unit.write("weights", weights)
-    unit.write("fit_runs", schema.arrow_schema("fit_runs").empty_table())
-    unit.commit()
+    commit_unit(filled, L.FITS, {"fits": fits, "weights": weights,
+                                 "fit_runs": schema.arrow_schema("fit_runs").empty_table()}, "fit", {"fit_id": 7})
     got = filled.connect().sql("SELECT train_id, weight, bias FROM datamodels ORDER BY train_id").fetchall()
     assert got == [(5, pytest.approx(0.7), 2.0), (9, pytest.approx(-0.2), 2.0)]
 
@@ -91,5 +89,5 @@ def test_schema_files_are_complete():
     """Every table has a schema file with a meaning for each column, and a format version."""
     for t in schema.TABLES:
         spec = schema.table_spec(t)
-        assert spec["format_version"] == schema.format_version() == 1
+        assert spec["format_version"] == schema.format_version() == 2
         assert all(c["meaning"] and c["type"] for c in spec["columns"])

@@ -5,7 +5,6 @@ sys.path.insert(0, "tests")
 from conftest import Synth
 from dmstore import Store
 from dmstore.fit import fit
-from dmstore.compact import compact
 out = sys.argv[1]
 shutil.rmtree(out, ignore_errors=True)
 s = Synth(m=60, d=16, n_test=4, seed=7)

@@ -1,0 +1,219 @@
+"""Reading a store through one snapshot of its commit log: model rows, streamed chunks, and the
+mask and margin matrices the regression needs. Every method reads the units live in
+`self.snapshot()` (a pinned store keeps one version; otherwise the latest commit)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import layout as L
+from .batch import decode_ranges
+from .errors import NotFoundError
+from .schema import arrow_schema
+
+TARGETS_KEY = "dmstore.targets"
+
+
+def _roles(role) -> list[str] | None:
+    if role is None:
+        return None
+    return [role] if isinstance(role, str) else list(role)
+
+
+def _fixed_width_bytes(col: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
+    """A binary column of equal-length values → uint8 [len, width] without per-row Python."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], pa.binary())
+    if len(col) == 0:
+        return np.zeros((0, width), np.uint8)
+    fixed = col.cast(pa.binary(width))
+    data = np.frombuffer(fixed.buffers()[1], np.uint8)
+    return data[fixed.offset * width:(fixed.offset + len(fixed)) * width].reshape(len(fixed), width)
+
+class Reader:
+    """Read methods of `Store` (mixed in); needs `root`, `d`, `snapshot()`."""
+
+    def _batch_dirs(self) -> list[Path]:
+        """The live batch directories of the current snapshot, by name."""
+        return self.snapshot().paths(L.BATCHES)
+
+    def models(self, experiment=None, alpha=None, role=None, columns=None) -> pa.Table:
+        """Rows of `models` (without masks unless asked) matching the filters, by model_id."""
+        cols = columns or [c for c in arrow_schema("models").names if c != "mask"]
+        parts = [self._filtered(bd, experiment, alpha, role, cols)[0] for bd in self._batch_dirs()]
+        t = pa.concat_tables(parts)
+        return t.take(pc.sort_indices(t["model_id"])) if "model_id" in t.column_names else t
+
+    def _filtered(self, bd: Path, experiment, alpha, role, cols):
+        need = list(dict.fromkeys(["experiment", "alpha", "role"] + list(cols)))
+        t = pq.read_table(bd / "models.parquet", columns=need)
+        keep = np.ones(t.num_rows, bool)
+        if experiment is not None:
+            keep &= t["experiment"].to_numpy(zero_copy_only=False) == experiment
+        if alpha is not None:
+            keep &= np.isclose(t["alpha"].to_numpy(), float(alpha), rtol=0, atol=1e-12)
+        roles = _roles(role)
+        if roles is not None:
+            keep &= np.isin(t["role"].to_numpy(zero_copy_only=False), roles)
+        rows = np.flatnonzero(keep)
+        if rows.size == t.num_rows:
+            return t.select(cols), rows
+        return t.take(pa.array(rows)).select(cols), rows
+
+    def model_ids(self, experiment, alpha, role=None) -> np.ndarray:
+        """int64 [m]: ids of the matching models, ascending (the row order of the matrices)."""
+        return self.models(experiment, alpha, role, ["model_id"])["model_id"].to_numpy()
+
+    def _require_models(self, experiment, alpha, role):
+        if not self.model_ids(experiment, alpha, role).size:
+            have = self.experiments()
+            raise NotFoundError(f"no models for experiment {experiment!r} alpha {alpha}"
+                                + (f" role {role!r}" if role else "")
+                                + ("; the store has: " + ", ".join(
+                                    f"{e} @ {a}" for e, a in sorted({(r['experiment'], r['alpha'])
+                                                                     for r in have}))
+                                   if have else "; the store is empty"))
+
+    def iter_chunks(self, experiment, alpha, role=None, targets=None, with_masks=True,
+                    with_margins=True, max_rows: int = 4096) -> Iterator[dict]:
+        """Stream the matching models batch by batch (≤ max_rows rows a chunk):
+        dicts with model_ids int64[c], roles object[c], mask_ids int64[c],
+        masks bool[c, d] (when with_masks) and margins float32[c, n] on `targets` (ascending)."""
+        targets = None if targets is None else np.asarray(targets, np.int32)
+        for bd in self._batch_dirs():
+            cols = ["model_id", "role", "mask_id"] + (["mask"] if with_masks else [])
+            t, rows = self._filtered(bd, experiment, alpha, role, cols)
+            if not rows.size:
+                continue
+            Y = None
+            if with_margins:
+                Y = self._batch_margins(bd, rows, targets)
+            packed = _fixed_width_bytes(t["mask"], (self.d + 7) // 8) if with_masks else None
+            ids = t["model_id"].to_numpy()
+            roles = np.asarray(t["role"].to_pylist(), dtype=object)
+            mask_ids = t["mask_id"].to_numpy()
+            for lo in range(0, rows.size, max_rows):
+                sl = slice(lo, lo + max_rows)
+                out = {"model_ids": ids[sl], "roles": roles[sl], "mask_ids": mask_ids[sl]}
+                if with_masks:
+                    out["masks"] = np.unpackbits(packed[sl], axis=1, count=self.d).view(bool)
+                if with_margins:
+                    out["margins"] = Y[sl]
+                yield out
+
+    def batch_targets(self, batch_dir: Path) -> np.ndarray:
+        meta = pq.read_schema(batch_dir / "margins.parquet").metadata or {}
+        return decode_ranges(meta.get(TARGETS_KEY.encode(), b"").decode())
+
+    def _batch_margins(self, bd: Path, rows: np.ndarray, targets) -> np.ndarray:
+        """float32 [len(rows), n]: margins of the batch's model rows `rows` on `targets`."""
+        have = self.batch_targets(bd)
+        col = pq.read_table(bd / "margins.parquet", columns=["margin"])["margin"]
+        flat = col.to_numpy() if col.num_chunks != 1 else col.chunk(0).to_numpy()
+        full = flat.reshape(-1, have.size) if have.size else np.zeros((0, 0), np.float32)
+        all_rows = rows.size == full.shape[0]
+        if targets is None:
+            return full if all_rows else full[rows]
+        pos = np.searchsorted(have, targets)
+        pos_c = np.minimum(pos, max(have.size - 1, 0))
+        missing = (pos >= have.size) | (have[pos_c] != targets) if have.size else np.ones(targets.size, bool)
+        if missing.any():
+            raise NotFoundError(f"{bd.name}: models there have no margin for example "
+                                f"{int(targets[missing][0])} ({int(missing.sum())} target(s) missing); "
+                                f"choose targets the experiment recorded")
+        if pos.size == have.size:
+            return full if all_rows else full[rows]
+        return full[:, pos] if all_rows else full[np.ix_(rows, pos)]
+
+    def mask_matrix(self, experiment, alpha, role=None, dtype=bool) -> np.ndarray:
+        """bool (or `dtype`) [m, d]: masks of the matching models, rows by ascending model_id."""
+        ids, packed = [], []
+        width = (self.d + 7) // 8
+        for bd in self._batch_dirs():
+            t, rows = self._filtered(bd, experiment, alpha, role, ["model_id", "mask"])
+            if rows.size:
+                ids.append(t["model_id"].to_numpy())
+                packed.append(_fixed_width_bytes(t["mask"], width))
+        if not ids:
+            self._require_models(experiment, alpha, role)  # raises, listing what the store has
+        ids = np.concatenate(ids)
+        P = np.concatenate(packed)
+        if (np.diff(ids) < 0).any():
+            P = P[np.argsort(ids, kind="stable")]
+        out = np.unpackbits(P, axis=1, count=self.d)
+        return out.view(bool) if dtype is bool else out.astype(dtype, copy=False)
+
+    def margin_matrix(self, experiment, alpha, role=None, targets=None) -> np.ndarray:
+        """float32 [m, n]: margins of the matching models (rows by ascending model_id) on
+        `targets` (ascending example ids; default: the targets of the first batch)."""
+        if targets is not None:
+            targets = np.unique(np.asarray(targets)).astype(np.int32)
+        ids, parts = [], []
+        for bd in self._batch_dirs():
+            t, rows = self._filtered(bd, experiment, alpha, role, ["model_id"])
+            if not rows.size:
+                continue
+            if targets is None:
+                targets = self.batch_targets(bd)
+            ids.append(t["model_id"].to_numpy())
+            parts.append(self._batch_margins(bd, rows, targets))
+        if not ids:
+            self._require_models(experiment, alpha, role)  # raises, listing what the store has
+        ids = np.concatenate(ids)
+        Y = np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])  # writable, owned
+        return Y if not (np.diff(ids) < 0).any() else Y[np.argsort(ids, kind="stable")]
+
+    def experiments(self) -> list[dict]:
+        """One dict per (experiment, alpha, role): counts of models and masks."""
+        t = self.models(columns=["experiment", "alpha", "role", "mask_id"])
+        if t.num_rows == 0:
+            return []
+        g = t.group_by(["experiment", "alpha", "role"]).aggregate(
+            [("mask_id", "count"), ("mask_id", "count_distinct")])
+        rows = g.to_pylist()
+        return sorted(({"experiment": r["experiment"], "alpha": r["alpha"], "role": r["role"],
+                        "models": r["mask_id_count"], "masks": r["mask_id_count_distinct"]}
+                       for r in rows), key=lambda r: (r["experiment"], r["alpha"], r["role"]))
+
+    def info(self) -> dict:
+        """Summary: format, sizes, experiments by role, target counts, fits, bytes on disk."""
+        snap = self.snapshot()
+        live = sum(os.path.getsize(f) for f in snap.all_files())
+        total = 0
+        for dirpath, _, files in os.walk(self.root):
+            if L.TMP in Path(dirpath).relative_to(self.root).parts:
+                continue
+            total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)
+        targets = set()
+        for bd in snap.paths(L.BATCHES):
+            targets.update(self.batch_targets(bd).tolist())
+        ex = self.examples()
+        splits = pc.value_counts(ex["split"]).to_pylist()
+        fits = self.fit_runs()
+        return {
+            "path": str(self.root),
+            "format_version": self.manifest["format_version"],
+            "created_at": self.manifest.get("created_at"),
+            "train_size": self.d,
+            "examples": {s["values"]: s["counts"] for s in splits},
+            "experiments": self.experiments(),
+            "targets_with_margins": len(targets),
+            "fits": fits.num_rows,
+            "fit_runs": [{k: r[k] for k in ("fit_id", "experiment", "alpha", "estimator", "n_targets", "n_fit",
+                                            "n_val", "n_not_converged", "created_at")}
+                         for r in fits.sort_by("fit_id").to_pylist()],
+            "version": snap.version,
+            "batches": len(snap.paths(L.BATCHES)) - 1,
+            "bytes_live": live,
+            "bytes_on_disk": total,
+        }
+
+    def fit_runs(self) -> pa.Table:
+        parts = [pq.read_table(f) for f in self.snapshot().files("fit_runs")]
+        return pa.concat_tables(parts)

@@ -1,0 +1,377 @@
+"""Writing a store: ingestion with identities resolved against a snapshot and committed through
+the log (optimistic concurrency), and `commit_unit` for fits and analyses.
+
+A writer reads the latest snapshot, plans every incoming record (new | skip identical | replace |
+ignore | conflict), reserves ids for new records, writes its batches privately and publishes them,
+and commits them in one log commit. Commits that other writers made since its snapshot are checked
+at that moment: one that added a record with an identity this writer relies on (a model id, a
+natural key, a digest), or removed a batch this writer replaces, makes it re-plan from a newer
+snapshot; nothing it wrote is ever visible before its commit.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import layout as L
+from . import log
+from .batch import ModelBatch, encode_ranges
+from .errors import ConflictError, InputError
+from .reader import TARGETS_KEY
+from .validate import check_mode
+
+_INDEX_COLUMNS = ["model_id", "experiment", "alpha", "role", "source", "source_row", "digest",
+                  "mask_id"]
+MAX_RETRIES = 50
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion did. `model_ids[i]` is the stored id of incoming record i."""
+    added: int = 0
+    skipped: int = 0      # identical records already stored
+    replaced: int = 0     # conflicting records replaced (mode='overwrite')
+    ignored: int = 0      # conflicting records left as stored (mode='ignore')
+    batches: int = 0
+    version: int | None = None   # the log version that made them live (None: nothing written)
+    model_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def summary(self) -> str:
+        return (f"added {self.added}, skipped {self.skipped} identical, replaced {self.replaced}, "
+                f"ignored {self.ignored} conflicting; {self.batches} batch(es) written"
+                + (f" (version {self.version})" if self.version is not None else ""))
+
+
+def batch_entry(path: str, models: int, margins: int) -> dict:
+    return {"path": path, "relations": ["models", "margins"], "models": int(models), "margins": int(margins)}
+
+
+def _index(units: list[Path]) -> pa.Table:
+    """Identity columns of every model in `units` (batch directories), plus the unit's path."""
+    parts = []
+    for bd in units:
+        t = pq.read_table(bd / "models.parquet", columns=_INDEX_COLUMNS)
+        parts.append(t.append_column("batch", pa.array([str(bd)] * t.num_rows, pa.string())))
+    return pa.concat_tables(parts) if parts else None
+
+
+class Writer:
+    """Write methods of `Store` (mixed in); needs `root`, `d`, `n_examples`, `_require_writable`."""
+
+    def append(self, experiment: str, alpha: float, masks, margins, target_ids, seeds=None,
+               mask_ids=None, roles=None, *, model_ids=None, source: str = "api", source_rows=None,
+               train_accuracy=None, test_accuracy=None, mode: str = "append",
+               check_alpha: bool = True) -> IngestReport:
+        """Ingest models: masks bool[m, d], margins float[m, n] on examples `target_ids` int[n],
+        seeds int[m] (None: unknown), mask_ids int[m] (None: one mask per model), roles
+        ('fit'|'val'|'eval' or [m]). Identity: `model_ids` when given, else (`source`,
+        `source_rows`) when given, else content. `mode`: error|append|overwrite|ignore."""
+        self._require_writable()
+        check_mode(mode)
+        masks = np.asarray(masks)
+        margins = np.asarray(margins)
+        m = masks.shape[0] if masks.ndim else 0
+        if m == 0:
+            raise InputError("append(): no models given (masks has no rows)")
+        n = max(1, np.asarray(target_ids).size)
+        step = max(1, L.MAX_CELLS // n)  # bound the long-form margins table of one batch
+        batches = []
+        for lo in range(0, m, step):
+            hi = min(m, lo + step)
+            cut = lambda a: None if a is None else np.asarray(a)[lo:hi]  # noqa: E731
+            batches.append(ModelBatch.from_arrays(
+                experiment=experiment, alpha=alpha, masks=masks[lo:hi],
+                margins=margins[lo:hi] if margins.ndim == 2 else margins, target_ids=target_ids,
+                d=self.d, n_examples=self.n_examples, where="append()", seeds=cut(seeds),
+                mask_ids=cut(mask_ids), roles=roles if isinstance(roles, str) or roles is None
+                else cut(roles), model_ids=cut(model_ids), source=source,
+                source_rows=cut(source_rows), train_accuracy=cut(train_accuracy),
+                test_accuracy=cut(test_accuracy), row0=lo, check_alpha=check_alpha))
+        return self.ingest(lambda: iter(batches), mode)
+
+    def ingest(self, make_batches: Callable[[], Iterable[ModelBatch]], mode: str = "append",
+               progress=None) -> IngestReport:
+        """Ingest the batches `make_batches()` yields (called once to validate and hash, then once
+        per write attempt). Nothing becomes visible unless every batch validates and no conflict
+        stops it; then all of them become live in one commit."""
+        self._require_writable()
+        check_mode(mode)
+        keys = []  # per batch: (experiment, alpha, model_ids, source, source_rows, digests)
+        for b in make_batches():
+            keys.append((b.experiment, b.alpha, b.model_ids, b.source, b.source_rows, b.digests))
+        if not keys:
+            return IngestReport()
+        _check_unique_across(keys)
+        for _ in range(MAX_RETRIES):
+            base = log.snapshot(self.root)
+            with L.writer_lock(self.root):   # only to reserve ids no other writer will take
+                plan = self._plan(base, keys, mode)
+            report, add, remove, staged = self._write_plan(make_batches, plan, progress)
+            progress = None   # a retry does not count the models again
+            if not add and not remove:
+                return report
+            check = _identity_check(self.root, keys, plan)
+            try:
+                report.version = log.commit(base, "overwrite" if remove else "append", add, remove,
+                                            info={"added": report.added, "replaced": report.replaced},
+                                            check=check)
+                return report
+            except log.CommitConflict:
+                pass   # a concurrent commit changed what the plan relied on: plan again
+            finally:
+                if report.version is None:
+                    for unit in staged:
+                        unit.discard()
+        raise ConflictError(f"{self.root}: gave up after {MAX_RETRIES} attempts: other writers kept "
+                            f"committing the same records; nothing was written")
+
+    def _write_plan(self, make_batches, plan, progress):
+        """Write the batches' new and replacing rows as published (not yet live) units, and copies
+        of the batches that lose replaced records. Returns (report, entries to add, paths to
+        remove). Two units are encoded and written at a time (pyarrow releases the GIL)."""
+        report = IngestReport(model_ids=np.concatenate([p["ids"] for p in plan]))
+        replaced_by_batch: dict[Path, set] = {}
+        pending, staged, add = [], [], []
+
+        def write(unit, sub, ids, mask_ids):
+            unit.write("margins", sub.margins_table(ids), {TARGETS_KEY: encode_ranges(sub.target_ids)})
+            unit.write("models", sub.models_table(ids, mask_ids))
+            return unit.publish(), sub.m, sub.m * sub.target_ids.size
+
+        pool = ThreadPoolExecutor(max_workers=2)
+        try:
+            for b, p in zip(make_batches(), plan):
+                act = p["action"]
+                report.skipped += int((act == "skip").sum())
+                report.ignored += int((act == "ignore").sum())
+                report.replaced += int((act == "replace").sum())
+                report.added += int((act == "new").sum())
+                for path, mid in p["replaced"]:
+                    replaced_by_batch.setdefault(path, set()).add(mid)
+                rows = np.flatnonzero((act == "new") | (act == "replace"))
+                if rows.size:
+                    sub = b.take(rows)
+                    ids = p["ids"][rows]
+                    unit = L.StagedUnit(self.root, L.BATCHES)
+                    staged.append(unit)
+                    pending.append(pool.submit(write, unit, sub, ids,
+                                               sub.mask_ids if sub.mask_ids is not None else ids))
+                    while len(pending) > 2:   # bound memory
+                        add.append(batch_entry(*pending.pop(0).result()))
+                    report.batches += 1
+                if progress is not None:
+                    progress(b.m)
+            for f in pending:
+                add.append(batch_entry(*f.result()))
+            for path, mids in replaced_by_batch.items():
+                entry = self._rewrite_without(path, mids)
+                if entry is not None:
+                    staged.append(entry[1])
+                    add.append(entry[0])
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=True)
+            for unit in staged:
+                unit.discard()
+            raise
+        pool.shutdown(wait=True)
+        remove = [f"{L.BATCHES}/{p.name}" for p in replaced_by_batch]
+        return report, add, remove, staged
+
+    def _plan(self, base: log.Snapshot, keys, mode) -> list[dict]:
+        """Decide per incoming record: new | skip (identical) | replace | ignore, or raise.
+        The ids given to new records are recorded in `.next_model_id` (call under the writer
+        lock) so that a concurrent writer never takes them; explicit ids move it past them too."""
+        idx = _index(base.paths(L.BATCHES))
+        ids = idx["model_id"].to_numpy()
+        dig = idx["digest"].to_pylist()
+        bat = idx["batch"].to_pylist()
+        exp = idx["experiment"].to_pylist()
+        alp = idx["alpha"].to_numpy()
+        src = idx["source"].to_pylist()
+        srow = idx["source_row"].to_pylist()
+        by_id = {int(i): k for k, i in enumerate(ids)}
+        experiment, alpha = keys[0][0], keys[0][1]
+        same = [k for k in range(len(ids)) if exp[k] == experiment and alp[k] == alpha]
+        by_src = {(src[k], srow[k]): k for k in same if srow[k] is not None}
+        by_dig = {dig[k]: k for k in same}
+        next_id = int(ids.max()) + 1 if ids.size else 0
+        counter = self.root / L.NEXT_ID
+        if counter.exists():
+            next_id = max(next_id, int(counter.read_text() or 0))
+        explicit = set()
+        for k in keys:
+            if k[2] is not None and k[2].size:
+                explicit.update(k[2].tolist())
+        plan, conflicts = [], []
+        for experiment_b, alpha_b, mids, source, srows, digests in keys:
+            m = len(digests)
+            action = np.empty(m, dtype=object)
+            out_ids = np.empty(m, np.int64)
+            replaced = []
+            for i in range(m):
+                if mids is not None:
+                    k = by_id.get(int(mids[i]))
+                    if k is not None and (exp[k] != experiment_b or alp[k] != alpha_b):
+                        conflicts.append(f"model id {int(mids[i])} is stored under experiment "
+                                         f"{exp[k]!r} alpha {alp[k]} (give other ids, or leave "
+                                         f"model_id out and let the store assign ids)")
+                        action[i], out_ids[i] = "conflict", mids[i]
+                        continue
+                elif srows is not None:
+                    k = by_src.get((source, int(srows[i])))
+                else:
+                    k = by_dig.get(digests[i])
+                if k is None:
+                    action[i] = "new"
+                    if mids is not None:
+                        out_ids[i] = mids[i]
+                    else:
+                        while next_id in explicit:
+                            next_id += 1
+                        out_ids[i] = next_id
+                        next_id += 1
+                elif dig[k] == digests[i]:
+                    action[i], out_ids[i] = "skip", ids[k]
+                else:
+                    out_ids[i] = ids[k]
+                    if mode == "overwrite":
+                        action[i] = "replace"
+                        replaced.append((Path(bat[k]), int(ids[k])))
+                    elif mode == "ignore":
+                        action[i] = "ignore"
+                    else:
+                        action[i] = "conflict"
+                        what = (f"model id {int(ids[k])}" if mids is not None else
+                                f"{source} row {int(srows[i])} (model id {int(ids[k])})")
+                        conflicts.append(f"{what} is stored with different content")
+            plan.append({"action": action, "ids": out_ids, "replaced": replaced})
+        if conflicts:
+            raise ConflictError(f"{len(conflicts)} conflicting record(s), e.g. {conflicts[0]}; "
+                                f"nothing was written. Use mode 'overwrite' to replace the stored "
+                                f"records or 'ignore' to keep them")
+        if mode == "error" and same:
+            writes = sum(int(((p["action"] == "new") | (p["action"] == "replace")).sum()) for p in plan)
+            if writes:
+                raise ConflictError(f"experiment {experiment!r} at alpha {alpha} already holds "
+                                    f"{len(same)} models and mode is 'error'; nothing was written. "
+                                    f"Use mode 'append' to add to it")
+        if explicit:
+            next_id = max(next_id, max(explicit) + 1)
+        tmp = self.root / L.TMP / f"next-id-{L.new_unit_id()}"
+        tmp.write_text(str(next_id))
+        L.os.replace(tmp, counter)
+        return plan
+
+    def _rewrite_without(self, batch_dir: Path, model_ids: set):
+        """A published copy of a live batch without `model_ids` (overwrite): (entry, unit), or
+        None when nothing of it remains. The old batch leaves in the same commit."""
+        drop = pa.array(sorted(model_ids), pa.int64())
+        models = pq.read_table(batch_dir / "models.parquet")
+        keep_m = pc.invert(pc.is_in(models["model_id"], value_set=drop))
+        if not pc.any(keep_m).as_py():
+            return None
+        meta = pq.read_schema(batch_dir / "margins.parquet").metadata or {}
+        margins = pq.read_table(batch_dir / "margins.parquet")
+        kept = margins.filter(pc.invert(pc.is_in(margins["model_id"], value_set=drop)))
+        unit = L.StagedUnit(self.root, L.BATCHES)
+        unit.write("margins", kept, {TARGETS_KEY: meta.get(TARGETS_KEY.encode(), b"").decode()})
+        models = models.filter(keep_m)
+        unit.write("models", models)
+        return batch_entry(unit.publish(), models.num_rows, kept.num_rows), unit
+
+
+def _identity_check(root: Path, keys, plan):
+    """A check for `log.commit`: raises CommitConflict when a commit made since the writer's
+    snapshot added a model with one of the ids this writer writes, or (same experiment and α)
+    one of its natural keys or digests."""
+    experiment, alpha = keys[0][0], keys[0][1]
+    ours_ids, ours_src, ours_dig = set(), set(), set()
+    for (_, _, mids, source, srows, digests), p in zip(keys, plan):
+        w = (p["action"] == "new") | (p["action"] == "replace")
+        ours_ids.update(p["ids"][w].tolist())
+        if mids is None and srows is not None:
+            ours_src.update((source, int(r)) for r in np.asarray(srows)[w])
+        elif mids is None:
+            ours_dig.update(d for d, keep in zip(digests, w) if keep)
+
+    def check(commit: dict) -> None:
+        units = [root / e["path"] for e in commit.get("add", []) if "models" in e.get("relations", [])]
+        idx = _index(units)
+        if idx is None or idx.num_rows == 0:
+            return
+        clash = ours_ids & set(idx["model_id"].to_pylist())
+        if clash:
+            raise log.CommitConflict(f"model id {min(clash)} was committed meanwhile")
+        same = [k for k, (e, a) in enumerate(zip(idx["experiment"].to_pylist(), idx["alpha"].to_pylist()))
+                if e == experiment and a == alpha]
+        src, srow, dig = idx["source"].to_pylist(), idx["source_row"].to_pylist(), idx["digest"].to_pylist()
+        for k in same:
+            if (src[k], srow[k]) in ours_src or dig[k] in ours_dig:
+                raise log.CommitConflict("a record with the same identity was committed meanwhile")
+    return check
+
+
+def commit_unit(store, prefix: str, tables: dict, operation: str, entry: dict | None = None,
+                info: dict | None = None, check=None, name: str | None = None) -> int:
+    """Write `tables` (kind → Arrow table) as one unit under `prefix` (`fits`, `analyses`) and
+    make it live in one commit after the latest snapshot; returns the version. `check` as in
+    `log.commit` (a conflict removes the unit and re-raises)."""
+    base = log.snapshot(store.root)
+    unit = L.StagedUnit(store.root, prefix, name)
+    try:
+        for kind, t in tables.items():
+            unit.write(kind, t)
+        path = unit.publish()
+    except BaseException:
+        unit.discard()
+        raise
+    e = {"path": path, "relations": list(tables), **(entry or {})}
+    try:
+        return log.commit(base, operation, [e], info=info, check=check)
+    except BaseException:
+        unit.discard()
+        raise
+
+
+def commit_fit(store, tables, info: dict) -> int:
+    """Commit one fit unit: `tables(fit_id)` gives its tables for a fit id; the id is the next
+    after the latest snapshot's, and a concurrent fit that took it first makes us take the next.
+    Returns the fit id."""
+    for _ in range(MAX_RETRIES):
+        fit_id = 1 + max((e.get("fit_id", 0) for e in log.snapshot(store.root).units.values()), default=0)
+
+        def check(commit, fit_id=fit_id):
+            if any(e.get("fit_id") == fit_id for e in commit.get("add", [])):
+                raise log.CommitConflict(f"fit id {fit_id} was committed meanwhile")
+        try:
+            commit_unit(store, L.FITS, tables(fit_id), "fit", {"fit_id": fit_id},
+                        info={"fit_id": fit_id, **info}, check=check, name=f"{fit_id:08d}-{L.new_unit_id()}")
+            return fit_id
+        except log.CommitConflict:
+            continue
+    raise ConflictError(f"{store.root}: gave up after {MAX_RETRIES} attempts to take a fit id")
+
+
+def _check_unique_across(keys) -> None:
+    seen_ids, seen_rows = set(), set()
+    for _, _, mids, source, srows, _ in keys:
+        if mids is not None:
+            for i in mids.tolist():
+                if i in seen_ids:
+                    raise InputError(f"duplicate model id {i} in the input; model ids must be unique")
+                seen_ids.add(i)
+        if srows is not None:
+            for r in srows.tolist():
+                if (source, r) in seen_rows:
+                    raise InputError(f"duplicate source row {r} in the input")
+                seen_rows.add((source, r))
+
