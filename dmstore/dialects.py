@@ -46,11 +46,17 @@ def _problems(tree: exp.Expression, dialect: str) -> list[str]:
 
 
 def view_sql(store_root, dialect: str, views: list[str] | None = None) -> str:
-    """CREATE VIEW statements of the store's views in `dialect`, reading the store at its
-    absolute path. Raises QueryError naming every (view, function) that would not translate."""
+    """CREATE VIEW statements of the store's views in `dialect`, reading the files of the store's
+    latest snapshot at their absolute paths. Raises QueryError naming every (view, function) that would not translate."""
     if dialect not in DIALECTS:
         raise InputError(f"--dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
-    root = str(Path(store_root).resolve()).replace("'", "''")
+    from .store import Store
+    snap = Store.open(store_root).snapshot()
+    root_path = Path(store_root).resolve()
+    root = str(root_path).replace("'", "''")
+    quote = lambda f: "'" + f.replace("'", "''") + "'"  # noqa: E731
+    file_lists = {rel: "[" + ", ".join(quote(f) for f in snap.files(rel, root_path)) + "]"
+                  for rel in {r for e in snap.units.values() for r in e["relations"]}}
     files = {}
     for name, text in sql_files().items():
         m = _HEADER.search(text)
@@ -63,6 +69,7 @@ def view_sql(store_root, dialect: str, views: list[str] | None = None) -> str:
     out, bad = [], []
     for v in wanted:
         text = files[v].replace("getvariable('dmstore_root')", f"'{root}'")
+        text = re.sub(r"getvariable\('dmstore_files_(\w+)'\)", lambda m: file_lists.get(m.group(1), "[]"), text)
         body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
         header = "\n".join(line for line in text.splitlines() if line.startswith("--"))
         if dialect == "duckdb":

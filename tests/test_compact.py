@@ -1,5 +1,13 @@
-"""Compaction merges batches without changing a byte of what readers see."""
+"""Compaction merges batches without changing a byte of what readers see, and an interrupted
+compaction changes nothing."""
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
+import pytest
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
@@ -32,3 +40,72 @@ def test_compact_merges_and_preserves_everything(tmp_path):
     assert compact(st, max_cells=4 * 5 * 52)["merged"] == 0     # nothing left to merge
     res = CliRunner().invoke(cli, ["compact", str(st.root)])
     assert res.exit_code == 0 and "batches ->" in res.output
+
+
+COMPACT = """
+import sys
+from dmstore import Store
+from dmstore.compact import compact
+st = Store.open(sys.argv[1], "a")
+print("ready", flush=True)
+compact(st, max_cells=int(sys.argv[2]))
+print("done", flush=True)
+"""
+
+
+def _exactly_once(root, s, m, n):
+    import dmstore
+    con = dmstore.connect(root)
+    got = con.sql("SELECT count(*), count(DISTINCT model_id), (SELECT count(*) FROM margins) FROM models").fetchall()
+    assert got == [(m, m, m * n)], got
+    st = Store.open(root)
+    assert np.array_equal(st.mask_matrix("e", 0.5), s.masks)
+    assert np.array_equal(st.margin_matrix("e", 0.5), s.margins)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_compaction_killed_at_random_points(tmp_path, sig):
+    """20 compactions killed at random points: every model is stored exactly once afterwards,
+    and a rerun completes (and so does vacuum)."""
+    import dmstore
+    m, n, per = 240, 52, 8
+    s = Synth(m=m, d=40, n_test=12, seed=5)
+    base = Store.create(tmp_path / "base", train_size=40, test_size=12)
+    for lo in range(0, m, per):
+        base.append("e", 0.5, s.masks[lo:lo + per], s.margins[lo:lo + per], s.targets)
+    cells = 4 * per * n
+    rng = np.random.default_rng(int(sig))
+
+    def run(root, kill_after=None):
+        p = subprocess.Popen([sys.executable, "-c", COMPACT, str(root), str(cells)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        t0 = time.time()
+        if kill_after is None:
+            p.communicate(timeout=120)
+            return time.time() - t0, p.returncode
+        time.sleep(kill_after)
+        p.send_signal(sig)
+        p.communicate(timeout=120)
+        return None, p.returncode
+
+    shutil.copytree(base.root, tmp_path / "calib")
+    duration, rc = run(tmp_path / "calib")
+    assert rc == 0
+    outcomes = []
+    for i in range(20):
+        root = tmp_path / f"r{i}"
+        shutil.copytree(base.root, root)
+        _, rc = run(root, kill_after=float(rng.uniform(0, duration)))
+        outcomes.append(rc)
+        _exactly_once(root, s, m, n)
+        r = compact(Store.open(root, "a"), max_cells=cells)          # a rerun completes the job
+        assert r["skipped"] == 0 and r["after"] <= 10
+        assert compact(Store.open(root, "a"), max_cells=cells)["merged"] == 0   # nothing left to do
+        _exactly_once(root, s, m, n)
+        dmstore.log.vacuum(root, retain_hours=0)                     # and leaves nothing behind
+        _exactly_once(root, s, m, n)
+        live = {p.name for p in Store.open(root).snapshot().paths("batches")}
+        assert {p.name for p in (root / "batches").iterdir()} == live
+        shutil.rmtree(root)
+    assert any(rc != 0 for rc in outcomes)   # some really were killed mid-way

@@ -10,6 +10,8 @@ import time
 import numpy as np
 import pytest
 
+import dmstore
+
 from dmstore import Store
 
 from conftest import snapshot
@@ -29,41 +31,65 @@ WRITER = textwrap.dedent("""
 """)
 
 READER = textwrap.dedent("""
-    import sys, time, duckdb
+    import sys, time
     import dmstore
-    con = dmstore.connect({root!r})
-    last = (0, 0)
-    t_end = time.time() + 120
+    last = (-1, 0, 0)
+    t_end = time.time() + 240
     n_ok = 0
     while time.time() < t_end:
-        m, y = con.sql("SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM margins)").fetchall()[0]
-        assert m % {per} == 0 and y % ({per} * {n}) == 0, (m, y)
-        assert m >= last[0] and y >= last[1], (m, y, last)
-        last = (m, y)
+        con = dmstore.connect({root!r})    # a fresh snapshot each poll
+        v, m, distinct, y = con.sql("SELECT getvariable('dmstore_version'), (SELECT count(*) FROM models), "
+                                    "(SELECT count(DISTINCT model_id) FROM models), "
+                                    "(SELECT count(*) FROM margins)").fetchall()[0]
+        assert m == distinct, ("duplicate model ids", v, m, distinct)
+        assert m % {per} == 0 and y == m * {n}, (v, m, y)
+        assert v >= last[0] and m >= last[1] and y >= last[2], ((v, m, y), last)
+        last = (v, m, y)
         n_ok += 1
-        if m == {total}:
+        if m == {total} and open({done!r}).read() == "done":
             break
-    print("reads", n_ok, last[0], last[1])
+    print("reads", n_ok, last[1], last[2])
+""")
+
+COMPACTOR = textwrap.dedent("""
+    import sys, time
+    from dmstore import Store
+    from dmstore.compact import compact
+    st = Store.open({root!r}, "a")
+    merged = 0
+    for i in range(4):
+        time.sleep(0.3)
+        merged += compact(st, max_cells=4 * {per} * {n})["merged"]
+    print("merged", merged)
 """)
 
 
-def test_eight_writers_and_a_reader(tmp_path):
+def test_eight_writers_four_compactions_and_a_reader(tmp_path):
+    """The reader polls fresh snapshots while 8 writers append and 4 compactions run: no error,
+    counts never decrease, and no model id is ever seen twice."""
     d, n, per, n_batches, workers = 64, 32, 10, 4, 8
     store = Store.create(tmp_path / "s", train_size=d, test_size=n - d if n > d else 0)
     tests = os.path.dirname(__file__)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(tests), env_path()]))
     total = workers * n_batches * per
-    reader = subprocess.Popen([sys.executable, "-c", READER.format(root=str(store.root), per=per, n=n, total=total)],
+    done = tmp_path / "done"
+    done.write_text("")
+    reader = subprocess.Popen([sys.executable, "-c", READER.format(root=str(store.root), per=per, n=n, total=total,
+                                                                   done=str(done))],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     procs = [subprocess.Popen([sys.executable, "-c", WRITER.format(tests=tests, root=str(store.root)),
                                str(k), str(n_batches), str(per), str(d), str(n)],
                               stderr=subprocess.PIPE, text=True, env=env) for k in range(workers)]
-    for p in procs:
+    compactor = subprocess.Popen([sys.executable, "-c", COMPACTOR.format(root=str(store.root), per=per, n=n)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for p in procs + [compactor]:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
+    done.write_text("done")
     out, err = reader.communicate(timeout=300)
     assert reader.returncode == 0, err
     assert out.split()[2:] == [str(total), str(total * n)]
+    assert int(out.split()[1]) > 1   # it really polled while they ran
     con = store.connect()
     m, distinct, y = con.sql("SELECT count(*), count(DISTINCT model_id), (SELECT count(*) FROM margins) FROM models").fetchall()[0]
     assert (m, distinct, y) == (total, total, total * n)
@@ -72,6 +98,8 @@ def test_eight_writers_and_a_reader(tmp_path):
         from conftest import alpha_masks
         masks = np.concatenate([(alpha_masks(rng, per, d, 0.5), rng.normal(size=(per, n)))[0] for _ in range(n_batches)])
         assert np.array_equal(store.mask_matrix(f"w{k}", 0.5), masks)
+    ops = [h["operation"] for h in dmstore.log.history(store.root)]
+    assert ops.count("append") == workers * n_batches
 
 
 def env_path():
@@ -145,3 +173,74 @@ def test_writers_racing_on_the_same_records_store_them_once(tmp_path):
     con = store.connect()
     assert con.sql("SELECT count(*), count(DISTINCT model_id), count(DISTINCT source_row) FROM models").fetchall() == [(400, 400, 400)]
     assert np.array_equal(store.mask_matrix("same", 0.5), s.masks)
+
+
+RACE = textwrap.dedent("""
+    import sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from conftest import alpha_masks
+    from dmstore import ConflictError, Store
+    from dmstore.layout import NEXT_ID
+    who, rounds, start = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    store = Store.open({root!r}, "a")
+    rng = np.random.default_rng(0 if who == "assigned" else 1)
+    outcomes = []
+    for r in range(rounds):
+        masks = alpha_masks(rng, 8, 32, 0.5)
+        Y = rng.normal(size=(8, 4)).astype(np.float32)
+        while open(start).read().count("go") <= r:   # both processes start each round together
+            pass
+        if who == "assigned":
+            store.append("assigned", 0.5, masks, Y, np.arange(4))
+            outcomes.append("ok")
+        else:   # explicit ids: the very ids the assigned writer is reserving
+            nxt = (store.root / NEXT_ID)
+            base = int(nxt.read_text()) if nxt.exists() else 0
+            try:
+                store.append("explicit", 0.5, masks, Y, np.arange(4), model_ids=np.arange(base, base + 8))
+                outcomes.append("ok")
+            except ConflictError:
+                outcomes.append("conflict")
+        open(start + "." + who, "a").write("x")
+    print(" ".join(outcomes))
+""")
+
+
+def test_explicit_and_assigned_id_writers_racing_keep_ids_unique(tmp_path):
+    """20 rounds: a writer whose ids the store assigns races one that brings explicit ids equal
+    to the ones being reserved. Ids stay unique; the assigned writer always lands (it renumbers
+    when it loses), the explicit one lands or is refused with a ConflictError."""
+    rounds = 20
+    store = Store.create(tmp_path / "s", train_size=32, test_size=4)
+    tests = os.path.dirname(__file__)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(tests), env_path()]))
+    start = tmp_path / "start"
+    start.write_text("")
+    procs = {who: subprocess.Popen([sys.executable, "-c", RACE.format(tests=tests, root=str(store.root)),
+                                    who, str(rounds), str(start)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for who in ("assigned", "explicit")}
+    time.sleep(1.5)   # both imported and waiting
+    for r in range(rounds):
+        with open(start, "a") as fh:
+            fh.write("go")
+        deadline = time.time() + 60
+        while time.time() < deadline and not all(
+                (tmp_path / f"start.{w}").exists() and len((tmp_path / f"start.{w}").read_text()) > r
+                for w in procs):
+            assert all(p.poll() is None or p.returncode == 0 for p in procs.values()), \
+                [p.stderr.read() for p in procs.values() if p.poll()]
+            time.sleep(0.005)
+    outs = {}
+    for who, p in procs.items():
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        outs[who] = out.split()
+    assert outs["assigned"] == ["ok"] * rounds
+    assert set(outs["explicit"]) <= {"ok", "conflict"}
+    con = store.connect()
+    m, distinct = con.sql("SELECT count(*), count(DISTINCT model_id) FROM models").fetchall()[0]
+    assert m == distinct == 8 * (rounds + outs["explicit"].count("ok"))
+    assert con.sql("SELECT count(*) FROM margins").fetchall()[0][0] == 4 * m
+    print("explicit outcomes:", {k: outs["explicit"].count(k) for k in ("ok", "conflict")})
