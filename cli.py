@@ -58,10 +58,49 @@ mode_opt = click.option("--mode", type=click.Choice(["error", "append", "overwri
                         help="error: refuse if the experiment/alpha holds models; append: add new, "
                              "skip identical, refuse conflicts; overwrite: replace conflicts; "
                              "ignore: keep stored records on conflict.")
-format_opt = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl", "parquet"]),
-                          default="table", show_default=True, help="Output format.")
-out_opt = click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default=None,
-                       help="Write to this file instead of stdout.")
+_EXT = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+        ".pq": "parquet", ".txt": "table"}
+
+
+def output_options(formats=("table", "csv", "json", "jsonl", "parquet"), default="table"):
+    """--format, the --csv/--json/--nl/--table shortcuts (as sqlite-utils) and -o FILE ('-':
+    stdout). The format follows -o's extension unless --format or a shortcut says it; a mismatch
+    is a usage error. The command receives `fmt` and `out`."""
+    def deco(f):
+        opts = [
+            click.option("--format", "fmt", type=click.Choice(list(formats)), default=None,
+                         help=f"Output format [default: from -o's extension, else {default}]."),
+            click.option("--csv", "as_csv", is_flag=True, help="Shortcut for --format csv."),
+            click.option("--json", "as_json_fmt", is_flag=True, help="Shortcut for --format json (one array)."),
+            click.option("--nl", "as_nl", is_flag=True, help="Shortcut for --format jsonl (one object a line)."),
+            click.option("-o", "--output", "out", type=click.Path(allow_dash=True), default=None,
+                         help="Write to this file ('-': stdout) instead of stdout."),
+        ]
+        if "table" in formats:
+            opts.insert(4, click.option("--table", "as_table", is_flag=True, help="Shortcut for --format table."))
+
+        import functools
+
+        @functools.wraps(f)
+        def wrapper(*args, fmt=None, as_csv=False, as_json_fmt=False, as_nl=False, as_table=False, out=None, **kw):
+            flags = {"csv": as_csv, "json": as_json_fmt, "jsonl": as_nl, "table": as_table}
+            chosen = [name for name, on in flags.items() if on]
+            if fmt is not None:
+                chosen.append(fmt)
+            if len(set(chosen)) > 1:
+                raise click.UsageError(f"conflicting output formats: {', '.join(sorted(set(chosen)))}; give one")
+            ext = _EXT.get(Path(out).suffix.lower()) if out not in (None, "-") else None
+            if chosen and ext and ext != chosen[0] and not (chosen[0] == "table" and ext == "table"):
+                raise click.UsageError(f"-o {out} looks like {ext} but the format is {chosen[0]}; "
+                                       f"rename the file or drop the format option")
+            fmt = chosen[0] if chosen else (ext if ext in formats else default)
+            if fmt not in formats:
+                raise click.UsageError(f"format {fmt} is not available here; one of {', '.join(formats)}")
+            return f(*args, fmt=fmt, out=out, **kw)
+        for o in reversed(opts):
+            wrapper = o(wrapper)
+        return wrapper
+    return deco
 as_of_opt = click.option("--as-of", "as_of", type=click.IntRange(0), default=None, metavar="VERSION",
                          help="Read the store as it was at this log version (see `dmstore log`).")
 param_opt = click.option("-p", "--param", "params", type=(str, str), multiple=True,
@@ -179,10 +218,9 @@ def ingest_parquet_cmd(store, files, mode):
 @store_arg
 @click.argument("sql")
 @param_opt
-@click.option("--table", "tables", multiple=True, metavar="NAME=FILE",
+@click.option("--attach", "tables", multiple=True, metavar="NAME=FILE",
               help="Expose a CSV/Parquet file as relation NAME (e.g. removal sets for dm_removal_effect).")
-@format_opt
-@out_opt
+@output_options()
 @as_of_opt
 def query(store, sql, params, tables, fmt, out, as_of):
     """Run a read-only SQL query over the store's views ('-' reads SQL from stdin).
@@ -206,7 +244,7 @@ def _tables(items) -> dict:
     for item in items:
         name, sep, path = item.partition("=")
         if not sep:
-            raise click.BadParameter(f"{item!r}: expected NAME=FILE", param_hint="--table")
+            raise click.BadParameter(f"{item!r}: expected NAME=FILE", param_hint="--attach")
         extra[name] = path
     return extra
 
@@ -259,13 +297,10 @@ def schema(store, relation):
 @store_arg
 @click.argument("relation", required=False)
 @click.option("--sql", default=None, help="Export the rows of this read-only query instead.")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json", "jsonl"]), default="parquet",
-              show_default=True)
-@click.option("-o", "--output", "out", type=click.Path(), required=True,
-              help="File ('-' for stdout), or directory with --partition-by; never inside the store.")
+@output_options(("parquet", "csv", "json", "jsonl"), default="parquet")
 @click.option("--partition-by", multiple=True, help="Parquet only: write a directory partitioned by this column.")
 @click.option("--overwrite", is_flag=True, help="With --partition-by: replace a non-empty output directory.")
-@click.option("--table", "tables", multiple=True, metavar="NAME=FILE",
+@click.option("--attach", "tables", multiple=True, metavar="NAME=FILE",
               help="Expose a CSV/Parquet file as relation NAME for --sql.")
 @param_opt
 @as_of_opt
@@ -280,6 +315,8 @@ def export(store, relation, sql, fmt, out, partition_by, overwrite, tables, para
       dmstore export runs margins --format jsonl -o - | gzip > margins.jsonl.gz
     """
     from dmstore.db import export as run_export
+    if out is None:
+        raise click.UsageError("give -o FILE (or -o - for stdout, or -o DIR with --partition-by)")
     if (relation is None) == (sql is None):
         raise click.UsageError("give a RELATION or --sql, not both")
     if partition_by and fmt != "parquet":
@@ -499,8 +536,7 @@ def compact_cmd(store, max_cells):
 
 @cli.command("log")
 @store_arg
-@format_opt
-@out_opt
+@output_options()
 def log_cmd(store, fmt, out):
     """The store's history: one row per commit (version, time, operation, units and models
     added or removed). Any VERSION here can be read with --as-of.

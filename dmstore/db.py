@@ -129,6 +129,18 @@ def connect(store, threads: int | None = None, as_of: int | None = None, tables:
     return con
 
 
+def query_error(e: duckdb.Error) -> QueryError:
+    """A DuckDB error as a QueryError that says how to fix it."""
+    msg = str(e).strip()
+    if isinstance(e, duckdb.PermissionException) or "disabled by configuration" in msg:
+        return QueryError(f"{msg}. dmstore queries are sandboxed: they read the store's own files and "
+                          f"the files given with --attach NAME=FILE, nothing else")
+    if "configuration has been locked" in msg:
+        return QueryError(f"{msg}. dmstore queries are sandboxed: settings, profiling and logging "
+                          f"cannot be changed from a query")
+    return QueryError(msg)
+
+
 def _param_value(v):
     """CLI parameters arrive as text: numbers become numbers, the rest stays text."""
     if not isinstance(v, str):
@@ -162,7 +174,7 @@ def read_relation(store, sql: str, params: dict | None = None, tables: dict | No
             con.execute(st.query)
         rel = con.sql(stmts[-1].query, params=params or None)
     except duckdb.Error as e:
-        raise QueryError(str(e).strip()) from None
+        raise query_error(e) from None
     if rel is None:
         raise QueryError("the statement returns no rows")
     return rel
@@ -179,7 +191,7 @@ def query(store, sql: str, params: dict | None = None, con=None, tables: dict | 
     try:
         return rel.to_arrow_table()
     except duckdb.Error as e:
-        raise QueryError(str(e).strip()) from None
+        raise query_error(e) from None
 
 
 def stream(rel, fmt: str, out=None, max_rows: int = 200) -> int | None:
@@ -188,10 +200,12 @@ def stream(rel, fmt: str, out=None, max_rows: int = 200) -> int | None:
     from .output import write_relation
     try:
         return write_relation(rel, fmt, out, max_rows)
+    except OSError as e:
+        raise InputError(f"-o {out}: cannot write it ({e.strerror or e}); give a writable file path") from None
     except duckdb.Error as e:
         if out not in (None, "-"):
             Path(out).unlink(missing_ok=True)
-        raise QueryError(str(e).strip()) from None
+        raise query_error(e) from None
     except BaseException:
         if out not in (None, "-"):
             Path(out).unlink(missing_ok=True)
@@ -202,14 +216,14 @@ def attach_file(con, name: str, path) -> str:
     """Expose a CSV or Parquet file as relation `name` on `con`; returns its absolute path."""
     p = Path(path)
     if not p.exists():
-        raise InputError(f"--table {name}={path}: no such file")
+        raise InputError(f"--attach {name}={path}: no such file")
     if not name.isidentifier():
-        raise InputError(f"--table {name}=…: the name must be an identifier")
+        raise InputError(f"--attach {name}=…: the name must be an identifier")
     try:
         rel = con.read_parquet(str(p)) if p.suffix in (".parquet", ".pq") else con.read_csv(str(p))
         rel.to_view(name)
     except duckdb.Error as e:
-        raise InputError(f"--table {name}={path}: cannot read it ({str(e).strip()})") from None
+        raise InputError(f"--attach {name}={path}: cannot read it ({str(e).strip()})") from None
     return str(p.resolve())
 
 
@@ -247,7 +261,7 @@ def export(store, out, relation: str | None = None, sql: str | None = None, fmt:
         try:
             return write_partitioned(rel, Path(out), list(partition_by), overwrite)
         except duckdb.Error as e:
-            raise QueryError(f"export to {out} failed: {str(e).strip()}") from None
+            raise query_error(e) from None
     return stream(rel, fmt, out)
 
 

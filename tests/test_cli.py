@@ -1,5 +1,6 @@
 """CLI exit codes (0 ok, 1 error, 2 usage), output formats, read-only queries, parameters."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -146,11 +147,11 @@ def test_python_m_dmstore(tmp_path):
 def test_query_table_option(filled, tmp_path):
     f = tmp_path / "sets.csv"
     f.write_text("set_id,target_id,train_id\n0,41,3\n0,41,5\n")
-    r = run("query", filled.root, "SELECT count(*) AS n, sum(train_id) AS s FROM sets", "--table", f"sets={f}",
+    r = run("query", filled.root, "SELECT count(*) AS n, sum(train_id) AS s FROM sets", "--attach", f"sets={f}",
             "--format", "csv")
     assert r.exit_code == 0 and r.output.splitlines() == ["n,s", "2,8"], r.output
-    assert run("query", filled.root, "SELECT 1", "--table", "sets").exit_code == 2
-    assert run("query", filled.root, "SELECT 1", "--table", f"sets={tmp_path}/nope.csv").exit_code == 1
+    assert run("query", filled.root, "SELECT 1", "--attach", "sets").exit_code == 2
+    assert run("query", filled.root, "SELECT 1", "--attach", f"sets={tmp_path}/nope.csv").exit_code == 1
 
 
 def test_migrate(tmp_path):
@@ -206,3 +207,28 @@ def test_ingest_parquet_groups_experiments(filled, tmp_path, synth):
     s = Store.open(st)
     assert np.array_equal(s.mask_matrix("a", 0.5), synth.masks[:30])
     assert np.array_equal(s.margin_matrix("b", 0.5), synth.margins[30:])
+
+
+def test_output_shortcuts_and_extensions(filled, tmp_path):
+    s = filled.root
+    q = "SELECT model_id, role FROM models WHERE model_id < 2 ORDER BY 1"
+    assert run("query", s, q, "--csv").output.splitlines() == ["model_id,role", "0,fit", "1,fit"]
+    assert [json.loads(x)["model_id"] for x in run("query", s, q, "--nl").output.splitlines()] == [0, 1]
+    assert len(json.loads(run("query", s, q, "--json").output)) == 2
+    assert run("query", s, q, "--table").output.split()[:2] == ["model_id", "role"]
+    for ext, check in ((".csv", lambda p: p.read_text().startswith("model_id,role\n")),
+                       (".jsonl", lambda p: json.loads(p.read_text().splitlines()[1])["model_id"] == 1),
+                       (".parquet", lambda p: pq.read_table(p).num_rows == 2)):
+        out = tmp_path / f"q{ext}"
+        r = run("query", s, q, "-o", out)
+        assert r.exit_code == 0 and check(out), (ext, r.output)
+    assert run("query", s, q, "--csv", "--json").exit_code == 2                  # two formats
+    assert run("query", s, q, "--format", "json", "--csv").exit_code == 2
+    assert run("query", s, q, "--csv", "-o", tmp_path / "x.parquet").exit_code == 2   # -o says otherwise
+    assert not (tmp_path / "x.parquet").exists()
+    r = run("query", s, q, "--csv", "-o", "-")
+    assert r.exit_code == 0 and r.output.startswith("model_id,role") and not Path("-").exists()
+    assert run("export", s, "margins").exit_code == 2                            # no -o
+    assert run("export", s, "margins", "--csv", "--partition-by", "example_id", "-o", tmp_path / "p").exit_code == 2
+    r = run("query", s, q, "-o", tmp_path)                                       # a directory
+    assert r.exit_code == 1 and "cannot write" in r.output
