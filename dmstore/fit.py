@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .writer import commit_fit
 from . import __version__
 from .errors import InputError
-from .solvers import Problem, cg_solve, gram_matvec, lasso_solve, lipschitz_gram, lipschitz_power
+from .solvers import Problem, cg_solve, ones_null, gram_matvec, lasso_solve, lipschitz_gram, lipschitz_power
 from .stats import Stats, split_val
 from .validate import check_alpha
 
@@ -266,7 +266,7 @@ def _solve_block(block, est, opts, bar):
     mua, yba = block.center("all")
     if est == "ols":
         Wf, it = cg_solve(Pa, torch.zeros(n, dtype=Pa.C.dtype, device=Pa.C.device), torch.zeros_like(Pa.C),
-                          max_iter=opts["max_iter"])
+                          max_iter=opts["max_iter"], null=ones_null(Pa, mua))
         nit = torch.full((n,), int(it))
     else:  # diff_means, diff_means_correct
         Wf = block.diff_means("all")

@@ -170,22 +170,30 @@ def lasso_solve(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float = 1e
         F, gap, r2, t = Fn, gn, r2n, t_next
 
 
-def cg_solve(P: Problem, shift: torch.Tensor, W0: torch.Tensor, tol: float = 1e-10,
-             max_iter: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched conjugate gradients for (H + shift_j I) w_j = c_j (ridge; OLS when shift = 0, where
-    starting from 0 gives the minimum-norm solution). Returns (W, iterations)."""
+def cg_solve(P: Problem, shift: torch.Tensor, W0: torch.Tensor, tol: float | None = None,
+             max_iter: int = 1000, null: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched conjugate gradients for (H + shift_j I) w_j = c_j (ridge; OLS when shift = 0).
+    `null` [d, n]: a unit null vector of H per column (zero columns: none). Right-hand sides,
+    residuals and iterates are kept orthogonal to it, so rounding (float32) cannot grow the
+    solution along it: with W0 = 0 the result is the minimum-norm solution. `tol`: relative
+    residual, default 1e-10 in float64 and 1e-6 in float32 (below that float32 only stalls).
+    Returns (W, iterations)."""
     d, n = W0.shape
+    if tol is None:
+        tol = 1e-10 if W0.dtype == torch.float64 else 1e-6
+    proj = (lambda A: A) if null is None else (lambda A: A - null * (null * A).sum(0))  # noqa: E731
     cols = torch.arange(n, device=W0.device)
-    W = W0.clone()
-    R = P.C - P.matvec(W, cols) - shift * W
+    C = proj(P.C)
+    W = proj(W0.clone())
+    R = proj(C - P.matvec(W, cols) - shift * W)
     Pd = R.clone()
     rs = (R * R).sum(0)
-    target = tol * tol * (P.C * P.C).sum(0).clamp_min(1e-300)
+    target = tol * tol * (C * C).sum(0).clamp_min(1e-300)
     it = 0
     while it < max_iter and bool((rs > target).any()):
         it += 1
         active = rs > target
-        AP = P.matvec(Pd, cols) + shift * Pd
+        AP = proj(P.matvec(Pd, cols) + shift * Pd)
         denom = (Pd * AP).sum(0)
         a = torch.where(active & (denom > 0), rs / denom.clamp_min(1e-300), torch.zeros_like(rs))
         W = W + a * Pd
@@ -194,4 +202,17 @@ def cg_solve(P: Problem, shift: torch.Tensor, W0: torch.Tensor, tol: float = 1e-
         b = torch.where(active, rs_new / rs.clamp_min(1e-300), torch.zeros_like(rs))
         Pd = R + b * Pd
         rs = rs_new
-    return W, torch.tensor(it)
+    return proj(W), torch.tensor(it)
+
+
+def ones_null(P: Problem, mu: torch.Tensor, rel: float = 1e-4) -> torch.Tensor:
+    """[d, n]: per column, the unit vector of ones over the features that vary (0 < mu < 1, mu
+    [d, n] or [d, 1]: each feature's mean over the column's models) when H has it as a null
+    vector (masks of exactly αd ones: the intercept absorbs it), zeros elsewhere. Features that
+    never vary have zero rows in H and are never touched by CG from zero."""
+    d, n = P.C.shape
+    u = ((mu > 0) & (mu < 1)).to(P.C.dtype).expand(d, n).clone()
+    u = u / u.norm(dim=0).clamp_min(1e-300)
+    Hu = P.matvec(u, torch.arange(n, device=P.C.device))
+    is_null = Hu.norm(dim=0) <= rel * P.L.to(P.C.dtype)
+    return u * is_null

@@ -221,3 +221,32 @@ def test_cli_fit(tmp_path):
     assert r.exit_code == 1 and r.output.startswith("Error: no models")
     r = CliRunner().invoke(cli, ["fit", str(st.root), "--experiment", "e"])
     assert r.exit_code == 2
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ols_weights_are_minimum_norm_in_either_dtype(tmp_path, dtype):
+    """Exact-size masks make the centred Gram singular along all-ones; float32 rounding used to
+    grow the solution along it (weights summing to -10,000 where lstsq's are O(1)). Weights, not
+    only predictions, must match numpy's minimum-norm lstsq, for test and train (eq. 9) targets."""
+    rng = np.random.default_rng(11)
+    d, nt, m = 20, 6, 600
+    X = alpha_masks(rng, m, d, 0.5)
+    th = rng.uniform(-2.5, 2.5, size=(d, d + nt))
+    Y = (X @ th + rng.normal(scale=0.3, size=(m, d + nt)) + 40).astype(np.float32)
+    st = Store.create(tmp_path / "s", train_size=d, test_size=nt)
+    st.append("e", 0.5, X, Y, np.arange(d + nt))
+    r = fit(st, "e", 0.5, estimator="ols", targets="all", dtype=dtype)
+    fits, w = read_fit(st, r.fit_id)
+    worst = 0.0
+    for i, t in enumerate(fits["target_id"]):
+        rows = ~X[:, t] if t < d else np.ones(m, bool)
+        Xa, ya = X[rows].astype(float), Y[rows, t].astype(float)
+        want = np.linalg.lstsq(Xa - Xa.mean(0), ya - ya.mean(), rcond=None)[0]
+        k = w["target_id"] == t
+        got = np.zeros(d)
+        got[w["train_id"][k]] = w["weight"][k]
+        err = np.linalg.norm(got - want) / np.linalg.norm(want)
+        worst = max(worst, err)
+        assert err <= 1e-4, (dtype, t, err, got.sum(), want.sum())
+        assert fits["bias"][i] == pytest.approx(ya.mean() - Xa.mean(0) @ want, rel=1e-4)
+    assert worst > 0   # compared real numbers
