@@ -40,6 +40,13 @@ class StoreCommand(click.Command):
             return super().invoke(ctx)
         except DmstoreError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:   # a path the user gave cannot be read or written
+            raise click.ClickException(_os_message(e)) from None
+
+
+def _os_message(e: OSError) -> str:
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}; check the path and its permissions"
 
 
 class Group(click.Group):
@@ -50,6 +57,8 @@ class Group(click.Group):
             return super().invoke(ctx)
         except DmstoreError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:
+            raise click.ClickException(_os_message(e)) from None
 
 
 store_arg = click.argument("store", type=click.Path(file_okay=False), metavar="STORE")

@@ -57,9 +57,10 @@ class _ArraySource:
             raise InputError("two margin files map to the same targets; ingest one of them")
         m = self.masks.shape[0]
         for p, a, t in self.margins:
-            if a.shape[0] < m:
+            if a.shape[0] != m:
                 raise InputError(f"{p}: {a.shape[0]} rows but {masks_path.name} has {m}; every "
-                                 f"file needs one row per model")
+                                 f"file needs exactly one row per model (row i of each file is "
+                                 f"model i) — {'extra rows would be dropped' if a.shape[0] > m else 'rows are missing'}")
             if a.shape[1] != t.size:
                 raise InputError(f"{p}: {a.shape[1]} columns but the store has {t.size} examples "
                                  f"of that split; margins map to examples in example_id order")
@@ -281,11 +282,18 @@ def _ingest_parquet_files(store: Store, given, files, mode) -> IngestReport:
         if missing:
             raise InputError(f"{f}: missing column(s) {', '.join(missing)}")
         parts.append(pq.read_table(f, columns=[c for c in names if c != "mask"]))
+    for f, t in zip(model_files, parts):
+        for c in ("model_id", "experiment", "alpha"):
+            if t[c].null_count:
+                row = t[c].is_null().to_numpy(zero_copy_only=False).argmax()
+                raise InputError(f"{f}: row {row}: {c} is empty; every model needs a model_id, an "
+                                 f"experiment and an alpha")
     models = pa.concat_tables(parts, promote_options="permissive")
     V.no_duplicates(models["model_id"].to_numpy(), "model id", ", ".join(map(str, model_files)))
     con = duckdb.connect()
     con.execute("SET VARIABLE margin_files = ?", [[str(f) for f in margin_files]])
     con.execute("SET VARIABLE model_files = ?", [[str(f) for f in model_files]])
+    _check_margin_files(con, margin_files, models["model_id"])
     report = IngestReport()
     groups = models.group_by(["experiment", "alpha"]).aggregate([]).to_pylist()
     opt = lambda t, c: None if c not in t.column_names else t[c]  # noqa: E731
@@ -346,6 +354,33 @@ def _ingest_parquet_files(store: Store, given, files, mode) -> IngestReport:
             setattr(report, k, getattr(report, k) + getattr(r, k))
         report.model_ids = np.concatenate([report.model_ids, r.model_ids])
     return report
+
+
+def _check_margin_files(con, margin_files: list[Path], model_ids: pa.ChunkedArray) -> None:
+    """Every margins file has model_id, example_id and margin, no empty value, and only model
+    ids that a models file holds; the error names the file, the row's ids and the fix."""
+    con.register("_dm_ids", pa.table({"model_id": model_ids.cast(pa.int64())}))
+    for f in margin_files:
+        names = pq.read_schema(f).names
+        missing = [c for c in ("model_id", "example_id", "margin") if c not in names]
+        if missing:
+            raise InputError(f"{f}: missing column(s) {', '.join(missing)}; a margins file has "
+                             f"model_id, example_id, margin (see schemas/margins.json)")
+        bad = con.execute(
+            "SELECT model_id, example_id, margin FROM read_parquet(?) "
+            "WHERE model_id IS NULL OR example_id IS NULL OR margin IS NULL LIMIT 1", [str(f)]).fetchone()
+        if bad is not None:
+            col = ["model_id", "example_id", "margin"][[v is None for v in bad].index(True)]
+            raise InputError(f"{f}: {col} is empty (NULL) in the row of model {bad[0]}, example {bad[1]}; "
+                             f"every margin must be a number — fill it or drop the model")
+        orphan = con.execute(
+            "SELECT model_id, count(*) OVER () FROM (SELECT DISTINCT model_id FROM read_parquet(?)) "
+            "ANTI JOIN _dm_ids USING (model_id) LIMIT 1", [str(f)]).fetchone()
+        if orphan is not None:
+            raise InputError(f"{f}: margins of model {orphan[0]} ({orphan[1]} model id(s) in all) have no "
+                             f"row in the models file(s); give the models file that holds them, or drop "
+                             f"those margins")
+    con.unregister("_dm_ids")
 
 
 def _ints_or_none(col):

@@ -10,6 +10,8 @@ import io
 
 import numpy as np
 
+from .errors import NotFoundError
+
 
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
@@ -38,7 +40,13 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report") -> str
     import matplotlib.pyplot as plt
     con = store.connect()
     p = {"f": int(fit_id)}
-    run = con.sql("SELECT * FROM fit_runs WHERE fit_id = $f", params=p).to_arrow_table().to_pylist()[0]
+    runs = con.sql("SELECT * FROM fit_runs WHERE fit_id = $f", params=p).to_arrow_table().to_pylist()
+    if not runs:
+        have = [r[0] for r in con.sql("SELECT fit_id FROM fit_runs ORDER BY 1").fetchall()]
+        raise NotFoundError(f"no fit {fit_id} in {getattr(store, 'root', store)}; "
+                            + (f"its fits are {', '.join(map(str, have))} (see `dmstore info`)" if have
+                               else "it has no fits yet: run `dmstore fit` first"))
+    run = runs[0]
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>Fit {fit_id}: <b>{run['estimator']}</b> on experiment <b>{html.escape(run['experiment'])}</b>, "
              f"alpha {run['alpha']}, {run['n_fit']} fit + {run['n_val']} val models, {run['n_targets']} targets, "

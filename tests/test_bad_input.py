@@ -68,6 +68,10 @@ def _bad_rows(s):
     return dict(test=s.margins[:20, s.d:])
 
 
+def _bad_more_rows(s):   # extra margin rows used to be dropped silently
+    return dict(test=np.concatenate([s.margins[:, s.d:], s.margins[:5, s.d:]]))
+
+
 CASES = [
     (_bad_masks_wrong_length, ["40 train examples"]),
     (_bad_masks_not_bool, ["row 4", "not boolean"]),
@@ -77,6 +81,7 @@ CASES = [
     (_bad_f16_overflow, ["row 11", "float16 overflow", "train_margins_50pct.npy"]),
     (_bad_shape, ["test_margins_50pct.npy", "5 columns"]),
     (_bad_rows, ["test_margins_50pct.npy", "20 rows"]),
+    (_bad_more_rows, ["test_margins_50pct.npy", "35 rows", "exactly one row per model"]),
 ]
 
 
@@ -195,6 +200,9 @@ def test_reference_bad_inputs(tmp_path, base):
     before = snapshot(store.root)
     with pytest.raises(InputError, match="margins.npy: 7 columns match neither"):
         ingest_reference(store, ref, 0.5, "r")
+    np.save(ref / "margins.npy", np.concatenate([s.margins, s.margins[:3]])[:, s.d:])   # more rows than masks
+    with pytest.raises(InputError, match="margins.npy: 33 rows but masks.npy has 30"):
+        ingest_reference(store, ref, 0.5, "r")
     (ref / "_completed.npy").unlink()
     with pytest.raises(InputError, match="missing _completed.npy"):
         ingest_reference(store, ref, 0.5, "r")
@@ -221,3 +229,71 @@ def test_open_errors(tmp_path):
         j["format_version"] = 2
         man.write_text(json.dumps(j))
         Store.open(st.root).append("x", 0.5, np.ones((1, 4), bool), np.zeros((1, 1)), [0], check_alpha=False)
+
+
+def _parquet_pair(tmp_path, s, n=6):
+    """A models file and a margins file for the first n models of `s` (ids 100..)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    ids = np.arange(100, 100 + n)
+    models = pa.table({"model_id": ids, "experiment": ["pq"] * n, "alpha": [0.5] * n,
+                       "mask": [np.packbits(r).tobytes() for r in s.masks[:n]]})
+    mid = np.repeat(ids, s.targets.size)
+    margins = pa.table({"model_id": mid, "example_id": np.tile(s.targets, n).astype(np.int32),
+                        "margin": s.margins[:n].astype(np.float32).ravel()})
+    return models, margins, pq
+
+
+@pytest.mark.parametrize("case", ["null_margin", "orphan_margins", "no_example_id", "null_experiment"])
+def test_parquet_bad_inputs(tmp_path, base, case):
+    import pyarrow as pa
+    s, store = base
+    models, margins, pq = _parquet_pair(tmp_path, s)
+    words = {"null_margin": ["margin is empty (NULL)", "model 101", "example 3"],
+             "orphan_margins": ["margins of model 999", "no row in the models file"],
+             "no_example_id": ["missing column(s) example_id"],
+             "null_experiment": ["row 2: experiment is empty"]}[case]
+    if case == "null_margin":
+        v = margins["margin"].to_pylist()
+        v[s.targets.size + 3] = None
+        margins = margins.set_column(2, "margin", pa.array(v, pa.float32()))
+    elif case == "orphan_margins":
+        extra = pa.table({"model_id": np.full(3, 999), "example_id": np.arange(3, dtype=np.int32),
+                          "margin": np.zeros(3, np.float32)})
+        margins = pa.concat_tables([margins, extra])
+    elif case == "no_example_id":
+        margins = margins.drop_columns(["example_id"])
+    else:
+        v = models["experiment"].to_pylist()
+        v[2] = None
+        models = models.set_column(1, "experiment", pa.array(v, pa.string()))
+    pq.write_table(models, tmp_path / "m.parquet")
+    pq.write_table(margins, tmp_path / "y.parquet")
+    before = snapshot(store.root)
+    res = CliRunner().invoke(cli, ["ingest", "parquet", str(store.root), str(tmp_path / "m.parquet"),
+                                   str(tmp_path / "y.parquet")])
+    assert res.exit_code == 1 and res.output.startswith("Error: "), res.output
+    for w in words:
+        assert w in res.output, (w, res.output)
+    assert snapshot(store.root) == before
+
+
+def test_examples_with_an_empty_split_are_refused(tmp_path):
+    f = tmp_path / "ex.csv"
+    f.write_text("example_id,split,label\n0,train,1\n1,,0\n2,test,1\n")
+    res = CliRunner().invoke(cli, ["init", str(tmp_path / "s"), "--examples", str(f)])
+    assert res.exit_code == 1 and "data row 2: split is empty" in res.output, res.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_damaged_manifest_and_missing_fit(tmp_path, base):
+    import json
+    s, store = base
+    res = CliRunner().invoke(cli, ["report", str(store.root), "--fit", "9", "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 1 and "no fit 9" in res.output and "dmstore fit" in res.output, res.output
+    man = store.root / "dmstore.json"
+    j = json.loads(man.read_text())
+    del j["train_size"]
+    man.write_text(json.dumps(j))
+    res = CliRunner().invoke(cli, ["info", str(store.root)])
+    assert res.exit_code == 1 and "lacks train_size" in res.output, res.output

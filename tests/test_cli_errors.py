@@ -1,0 +1,66 @@
+"""No command ends in a traceback: every command, walked from the click tree, given no
+arguments, an unknown option, a missing store, or dummy values on a real store, exits 2 (usage)
+or 1 (`Error: …`) — or 0 where the dummy values make a valid call."""
+import click
+import pytest
+from click.testing import CliRunner
+
+from cli import cli
+
+
+def commands(group=cli, prefix=()):
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield from commands(cmd, prefix + (name,))
+        else:
+            yield prefix + (name,), cmd
+
+
+DUMMY = {"integer": "99", "float": "0.3", "text": "nope", "directory": None, "file": None, "path": None}
+LONG_JOBS = {("demo",), ("train",)}   # would really train on good input: checked with bad input only
+
+
+def dummy_args(cmd, store, tmp_path):
+    args = []
+    for p in cmd.params:
+        if not p.required or p.name == "store":
+            continue
+        kind = getattr(p.type, "name", "text")
+        value = DUMMY.get(kind, "nope") or str(tmp_path / "nope")
+        if isinstance(p.type, click.Choice):
+            value = p.type.choices[0]
+        args += [value] if isinstance(p, click.Argument) else [p.opts[0], value]
+    return [store] + args
+
+
+def no_traceback(r, args):
+    assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.output, repr(r.exception))
+
+
+@pytest.mark.parametrize("path,cmd", list(commands()), ids=[" ".join(p) for p, _ in commands()])
+def test_every_command_fails_cleanly(path, cmd, filled, tmp_path, monkeypatch):
+    monkeypatch.delenv("DMSTORE_STORE", raising=False)
+    run = lambda args: CliRunner().invoke(cli, list(path) + [str(a) for a in args])  # noqa: E731
+    r = run(["--no-such-option"])
+    no_traceback(r, "--no-such-option")
+    assert r.exit_code == 2 and "No such option" in r.output
+    if path != ("demo",):
+        r = run([])
+        no_traceback(r, [])
+        assert r.exit_code == 2 and "Usage:" in r.output, r.output
+    if path in LONG_JOBS:
+        r = run([tmp_path / "missing", "--alpha", "7"] if path == ("train",) else ["--out", "/proc/nope/x"])
+        no_traceback(r, path)
+        assert r.exit_code in (1, 2) and ("Error" in r.output), r.output
+        return
+    missing = dummy_args(cmd, tmp_path / "missing", tmp_path)
+    if path != ("init",):
+        r = run(missing)
+        no_traceback(r, missing)
+        assert r.exit_code in (1, 2) and "Error" in r.output, (missing, r.output)
+    on_store = dummy_args(cmd, filled.root, tmp_path)
+    r = run(on_store)
+    no_traceback(r, on_store)
+    assert r.exit_code in (0, 1, 2), (on_store, r.output)
+    if r.exit_code:
+        assert "Error" in r.output, (on_store, r.output)
