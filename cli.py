@@ -408,18 +408,31 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
 @click.option("--k", "ks", default="10,20,40,80,160", show_default=True, help="Removal sizes.")
 @click.option("--selectors", default="top,bottom,random", show_default=True)
 @click.option("--trials", type=click.IntRange(1), default=20, show_default=True, help="Models per removal set.")
-@click.option("--seed", type=int, default=0, show_default=True)
-def counterfactual_cmd(store, fit_id, targets, ks, selectors, trials, seed):
-    """Retrain without each target's top/bottom/random k training examples (with the recipe that
-    trained the fit's models) and store actual vs predicted effects in `counterfactuals`.
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of target sampling and retraining.")
+@click.option("--removals", type=click.Path(dir_okay=False), default=None,
+              help="CSV/Parquet of removal sets (set_id, target_id, train_id): retrain without each "
+                   "set instead of the top/bottom/random selectors.")
+@click.option("--recipe", default=None, metavar="SPEC",
+              help="The recipe to retrain with (default: the one `dmstore train` recorded).")
+def counterfactual_cmd(store, fit_id, targets, ks, selectors, trials, seed, removals, recipe):
+    """Retrain without each target's top/bottom/random k training examples, or without each set
+    of a --removals file (with the recipe that trained the fit's models, plug-ins included), and
+    store actual vs predicted effects in `counterfactuals`.
 
     \b
       dmstore counterfactual runs --fit 1 --targets 20 --k 10,20,40,80,160 --trials 20
+      dmstore counterfactual runs --fit 1 --removals sets.csv --trials 10
     """
     from dmstore import Store
-    from dmstore.counterfactual import counterfactual
-    r = counterfactual(Store.open(store, "a"), fit_id, _targets_arg(targets), _ints(ks, "--k"),
-                       tuple(s for s in selectors.split(",") if s), trials, seed)
+    from dmstore.counterfactual import counterfactual, counterfactual_removals
+    st = Store.open(store, "a")
+    if removals is not None:
+        r = counterfactual_removals(st, fit_id, removals, trials, seed, recipe)
+        click.echo(f"{r['n']} (set, target) pairs from {r['sets']} retrained set(s): predicted vs actual "
+                   f"Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}")
+        return
+    r = counterfactual(st, fit_id, _targets_arg(targets), _ints(ks, "--k"),
+                       tuple(s for s in selectors.split(",") if s), trials, seed, recipe)
     click.echo(f"{r['n']} removal sets: predicted vs actual Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}")
 
 
@@ -429,8 +442,10 @@ def counterfactual_cmd(store, fit_id, targets, ks, selectors, trials, seed):
 @click.option("--targets", default="10", show_default=True, help="A count of random targets, or ids.")
 @click.option("--k", "ks", default="10,20,40,80,160,320,640", show_default=True, help="Search grid.")
 @click.option("--trials", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-def support_cmd(store, fit_id, targets, ks, trials, seed):
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of target sampling and retraining.")
+@click.option("--recipe", default=None, metavar="SPEC",
+              help="The recipe to retrain with (default: the one `dmstore train` recorded).")
+def support_cmd(store, fit_id, targets, ks, trials, seed, recipe):
     """Estimate each target's data support by the guided search of Algorithm 1 (grid of k,
     isotonic regression, certification at 1.2x) and store it in `support`.
 
@@ -439,7 +454,7 @@ def support_cmd(store, fit_id, targets, ks, trials, seed):
     """
     from dmstore import Store
     from dmstore.counterfactual import support
-    r = support(Store.open(store, "a"), fit_id, _targets_arg(targets), _ints(ks, "--k"), trials, seed)
+    r = support(Store.open(store, "a"), fit_id, _targets_arg(targets), _ints(ks, "--k"), trials, seed, recipe)
     click.echo(f"{r['n']} targets: {r['with_support']} with a support estimate, {r['certified']} certified")
 
 

@@ -26,7 +26,10 @@ from .train import _h64
 SELECTORS = ("top", "bottom", "random")
 
 
-def _fit_info(store, fit_id: int):
+def _fit_info(store, fit_id: int, recipe_spec: str | None = None):
+    """(connection, experiment, alpha, recipe) of a fit. The recipe is the one `dmstore train`
+    recorded for the fit's models (a built-in name or a plug-in's `module:attr`), or
+    `recipe_spec` when given; its name and settings must match the models'."""
     con = store.connect()
     run = con.sql("SELECT experiment, alpha FROM fit_runs WHERE fit_id = $f", params={"f": int(fit_id)}).fetchall()
     if not run:
@@ -37,10 +40,19 @@ def _fit_info(store, fit_id: int):
     if not src:
         raise InputError(f"fit {fit_id}: its models were not trained by `dmstore train`, so no recipe is "
                          f"known to retrain them; counterfactuals need the training recipe")
-    from .train import recipe_source
+    from .recipes import BUILTIN
+    from .train import recipe_source, recorded_recipe
     source = src[0][0]
     name = source.split(":")[1].split("/")[0]
-    recipe = load_recipe(name)
+    spec = recipe_spec or recorded_recipe(store, source) or (name if name in BUILTIN else None)
+    if spec is None:
+        raise InputError(f"fit {fit_id}: its models were trained by plug-in recipe {name!r}, whose module "
+                         f"the store did not record (trained before dmstore recorded it); pass "
+                         f"--recipe module:attribute")
+    recipe = load_recipe(spec)
+    if recipe.name != name:
+        raise InputError(f"fit {fit_id}: recipe {spec!r} is named {recipe.name!r} but the models were "
+                         f"trained by {name!r}; give the recipe that trained them")
     if recipe_source(recipe, "x").rsplit(":", 1)[0] != source.rsplit(":", 1)[0]:
         raise InputError(f"fit {fit_id}: its models were trained with other settings of recipe {name!r} "
                          f"({source.rsplit(':', 1)[0]}) than this dmstore's; retrained models would not be comparable")
@@ -102,17 +114,17 @@ def _train_sets(recipe, d, removal_sets, trials, seed, batch=500, desc="retrain"
 
 
 def counterfactual(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160),
-                   selectors=("top", "bottom", "random"), trials: int = 20, seed: int = 0) -> dict:
+                   selectors=("top", "bottom", "random"), trials: int = 20, seed: int = 0,
+                   recipe: str | None = None) -> dict:
     """Run Algorithm A.2 for `targets` (a count drawn at random, or ids) and write the
     `counterfactuals` relation. Returns Pearson and Spearman of predicted vs actual effects."""
-    from scipy.stats import pearsonr, spearmanr
     store._require_writable()
     bad = [s for s in selectors if s not in SELECTORS]
     if bad:
         raise InputError(f"unknown selector {bad[0]!r}; use {', '.join(SELECTORS)}")
     if trials < 1 or not ks or min(ks) < 1:
         raise InputError("--trials and every --k must be >= 1")
-    con, experiment, alpha, recipe = _fit_info(store, fit_id)
+    con, experiment, alpha, recipe = _fit_info(store, fit_id, recipe)
     d = store.d
     tids = _targets(con, fit_id, targets, seed)
     rng = np.random.default_rng(seed)
@@ -140,19 +152,109 @@ def counterfactual(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160),
         "actual_std": np.array([float(M[r[3], :, r[0]].std()) for r in rows]),
         "baseline_margin": np.array([float(base[r[0]]) for r in rows]),
         "removed": [encode_ranges(r[5]) for r in rows],
+        "set_id": pa.nulls(len(rows), pa.int64()),
     }
     _write_analysis(store, "counterfactuals", pa.table(out))
+    return _agreement(out)
+
+
+def _agreement(out: dict) -> dict:
+    from scipy.stats import pearsonr, spearmanr
+    rows = out["target_id"]
     p, a = out["predicted_effect"], out["actual_effect"]
     return {"n": len(rows), "pearson": float(pearsonr(p, a).statistic) if len(rows) > 2 else float("nan"),
             "spearman": float(spearmanr(p, a).statistic) if len(rows) > 2 else float("nan")}
 
 
+def read_removals(path) -> dict:
+    """A removal-sets file (CSV or Parquet; columns set_id, target_id, train_id) → arrays."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    from pathlib import Path
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"--removals {path}: no such file")
+    try:
+        t = pq.read_table(p) if p.suffix in (".parquet", ".pq") else pacsv.read_csv(p)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"--removals {path}: cannot read it ({e}); give a CSV or Parquet file") from None
+    need = ("set_id", "target_id", "train_id")
+    missing = [c for c in need if c not in t.column_names]
+    if missing:
+        raise InputError(f"--removals {path}: missing column(s) {', '.join(missing)}; one row per removed "
+                         f"training example: set_id, target_id, train_id")
+    out = {}
+    for c in need:
+        if t[c].null_count:
+            raise InputError(f"--removals {path}: {c} is empty in some rows")
+        try:
+            out[c] = t[c].cast(pa.int64()).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise InputError(f"--removals {path}: {c} must hold integers") from None
+    if not out["set_id"].size:
+        raise InputError(f"--removals {path}: no rows")
+    return out
+
+
+def counterfactual_removals(store, fit_id: int, removals, trials: int = 20, seed: int = 0,
+                            recipe: str | None = None) -> dict:
+    """Retrain without each removal set of the file `removals` (set_id, target_id, train_id: the
+    train examples R removed for that target) and record, per (set, target), the actual effect
+    (mean margin over `trials` full-set models minus over `trials` models without R) beside the
+    predicted one from `dm_removal_effect`, in `counterfactuals` (selector 'removals'). Sets
+    with the same train ids are retrained once."""
+    store._require_writable()
+    if trials < 1:
+        raise InputError("--trials must be >= 1")
+    r = read_removals(removals)
+    con, experiment, alpha, rec = _fit_info(store, fit_id, recipe)
+    d = store.d
+    for c, hi in (("train_id", d), ("target_id", store.n_examples)):
+        bad = r[c][(r[c] < 0) | (r[c] >= hi)]
+        if bad.size:
+            raise InputError(f"--removals {removals}: {c} {int(bad[0])} is not an example of this store "
+                             f"({c} must be in 0..{hi - 1})")
+    _targets(con, fit_id, np.unique(r["target_id"]), seed)   # every target has a datamodel
+    pairs = {}
+    for s_, t, i in zip(r["set_id"].tolist(), r["target_id"].tolist(), r["train_id"].tolist()):
+        pairs.setdefault((s_, t), set()).add(i)
+    sets, index = [np.zeros(0, np.int64)], {}
+    for key, ids in pairs.items():
+        fs = frozenset(ids)
+        if fs not in index:
+            index[fs] = len(sets)
+            sets.append(np.array(sorted(fs), np.int64))
+    con.register("_dm_removals", pa.table(r))
+    pred = {(int(a), int(b)): float(c) for a, b, c in con.sql(
+        "SELECT set_id, target_id, predicted_effect FROM dm_removal_effect($f, '_dm_removals')",
+        params={"f": int(fit_id)}).fetchall()}
+    M = _train_sets(rec, d, sets, trials, seed, desc="counterfactual retrain")
+    base = M[0].mean(0)
+    keys = sorted(pairs)
+    rows = [(s_, t, index[frozenset(pairs[(s_, t)])]) for s_, t in keys]
+    out = {
+        "fit_id": np.full(len(rows), int(fit_id), np.int64),
+        "target_id": np.array([t for _, t, _ in rows], np.int32),
+        "selector": ["removals"] * len(rows),
+        "k": np.array([len(pairs[(s_, t)]) for s_, t, _ in rows], np.int32),
+        "trials": np.full(len(rows), trials, np.int32),
+        "predicted_effect": np.array([pred.get((s_, t), 0.0) for s_, t, _ in rows]),
+        "actual_effect": np.array([float(base[t] - M[j, :, t].mean()) for _, t, j in rows]),
+        "actual_std": np.array([float(M[j, :, t].std()) for _, t, j in rows]),
+        "baseline_margin": np.array([float(base[t]) for _, t, _ in rows]),
+        "removed": [encode_ranges(sets[j]) for _, _, j in rows],
+        "set_id": np.array([s_ for s_, _, _ in rows], np.int64),
+    }
+    _write_analysis(store, "counterfactuals", pa.table(out))
+    return {**_agreement(out), "sets": len(sets) - 1}
+
+
 def support(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160, 320, 640), trials: int = 20,
-            seed: int = 0) -> dict:
+            seed: int = 0, recipe: str | None = None) -> dict:
     """Algorithm 1 (appendix F.3) for `targets`; writes the `support` relation."""
     from sklearn.isotonic import IsotonicRegression
     store._require_writable()
-    con, experiment, alpha, recipe = _fit_info(store, fit_id)
+    con, experiment, alpha, recipe = _fit_info(store, fit_id, recipe)
     d = store.d
     ks = sorted(int(k) for k in ks if 0 < int(k) < d)
     tids = _targets(con, fit_id, targets, seed)

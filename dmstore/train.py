@@ -68,6 +68,18 @@ def recipe_source(recipe, role: str) -> str:
     return f"train:{recipe.name}{tag}:{role}"
 
 
+def recorded_recipe(store, source: str) -> str | None:
+    """The recipe spec (`digits`, `module:attr`) that `dmstore train` recorded in the log for
+    models of `source` (`train:<name>[/<hash>]:<role>`), or None."""
+    from . import log
+    prefix = source.rsplit(":", 1)[0]
+    for c in reversed(log.commits_after(store.root, 0)):
+        info = c.get("info", {})
+        if info.get("recipe_spec") and str(info.get("source", "")).rsplit(":", 1)[0] == prefix:
+            return info["recipe_spec"]
+    return None
+
+
 def check_recipe(store, experiment: str, alpha: float, recipe) -> None:
     """Refuse to mix recipe settings within one experiment and alpha."""
     have = store.models(experiment, alpha, columns=["source"])["source"].to_pylist()
@@ -94,7 +106,8 @@ def _work(args):
         out = recipe.train(masks, seeds)
         store.append(experiment, alpha, masks, out["margins"], np.arange(store.n_examples),
                      seeds=seeds, mask_ids=mask_ids, roles=role, source=source, source_rows=ks,
-                     train_accuracy=out.get("train_accuracy"), test_accuracy=out.get("test_accuracy"))
+                     train_accuracy=out.get("train_accuracy"), test_accuracy=out.get("test_accuracy"),
+                     commit_info={"recipe": recipe.name, "recipe_spec": recipe_spec, "source": source})
         if queue is not None:
             queue.put(ks.size)
     return True

@@ -68,11 +68,12 @@ class Writer:
     def append(self, experiment: str, alpha: float, masks, margins, target_ids, seeds=None,
                mask_ids=None, roles=None, *, model_ids=None, source: str = "api", source_rows=None,
                train_accuracy=None, test_accuracy=None, mode: str = "append",
-               check_alpha: bool = True) -> IngestReport:
+               check_alpha: bool = True, commit_info: dict | None = None) -> IngestReport:
         """Ingest models: masks bool[m, d], margins float[m, n] on examples `target_ids` int[n],
         seeds int[m] (None: unknown), mask_ids int[m] (None: one mask per model), roles
         ('fit'|'val'|'eval' or [m]). Identity: `model_ids` when given, else (`source`,
-        `source_rows`) when given, else content. `mode`: error|append|overwrite|ignore."""
+        `source_rows`) when given, else content. `mode`: error|append|overwrite|ignore.
+        `commit_info` is recorded in the log commit (e.g. the recipe that trained the models)."""
         self._require_writable()
         check_mode(mode)
         masks = np.asarray(masks)
@@ -94,10 +95,10 @@ class Writer:
                 else cut(roles), model_ids=cut(model_ids), source=source,
                 source_rows=cut(source_rows), train_accuracy=cut(train_accuracy),
                 test_accuracy=cut(test_accuracy), row0=lo, check_alpha=check_alpha))
-        return self.ingest(lambda: iter(batches), mode)
+        return self.ingest(lambda: iter(batches), mode, commit_info=commit_info)
 
     def ingest(self, make_batches: Callable[[], Iterable[ModelBatch]], mode: str = "append",
-               progress=None) -> IngestReport:
+               progress=None, commit_info: dict | None = None) -> IngestReport:
         """Ingest the batches `make_batches()` yields (called once to validate and hash, then once
         per write attempt). Nothing becomes visible unless every batch validates and no conflict
         stops it; then all of them become live in one commit."""
@@ -120,7 +121,8 @@ class Writer:
             check = _identity_check(self.root, keys, plan)
             try:
                 report.version = log.commit(base, "overwrite" if remove else "append", add, remove,
-                                            info={"added": report.added, "replaced": report.replaced},
+                                            info={"added": report.added, "replaced": report.replaced,
+                                                  **(commit_info or {})},
                                             check=check)
                 return report
             except log.CommitConflict:

@@ -109,13 +109,8 @@ def test_counterfactual_and_support_on_a_linear_recipe(tmp_path):
     train(root, "tests.test_train:TINY", models=300, batch=300)
     st = Store.open(root, "a")
     f = fit(st, "tiny", 0.5, targets="test", n_lambdas=5, lambda_min_ratio=1e-4, dtype="float64").fit_id
-    import dmstore.recipes as R
-    R.BUILTIN["tiny"] = ("tests.test_train", "TINY")
-    try:
-        r = counterfactual(st, f, targets=[10, 11], ks=(1, 2, 3), trials=2)
-        s = support(st, f, targets=[10, 11, 12, 13], ks=(1, 2, 4, 8), trials=1)
-    finally:
-        del R.BUILTIN["tiny"]
+    r = counterfactual(st, f, targets=[10, 11], ks=(1, 2, 3), trials=2)   # the recorded plug-in
+    s = support(st, f, targets=[10, 11, 12, 13], ks=(1, 2, 4, 8), trials=1)
     assert r["n"] > 0 and r["pearson"] > 0.95
     con = st.connect()
     rows = con.sql("SELECT target_id, removed, predicted_effect, actual_effect FROM counterfactuals").fetchall()
@@ -153,3 +148,42 @@ def test_counterfactual_and_support_on_a_linear_recipe(tmp_path):
             assert support_k == math.ceil(1.2 * want)
             assert cert_margin == pytest.approx(full - TINY.theta[top[:support_k], t].sum(), abs=0.01)
             assert certified == (cert_margin < 0)
+
+
+def test_counterfactual_removals_file_on_a_plug_in_recipe(tmp_path):
+    """Any removal set (a subpopulation, paper appendix B): actual effects equal the true
+    weights' sums of the linear plug-in recipe, predictions are dm_removal_effect's, and the
+    plug-in resolves from what `dmstore train` recorded (no built-in named 'tiny')."""
+    from click.testing import CliRunner
+    from cli import cli
+    from dmstore.batch import decode_ranges
+    root = tmp_path / "s"
+    res = CliRunner().invoke(cli, ["train", str(root), "--recipe", "tests.test_train:TINY", "--models", "300",
+                                   "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    st = Store.open(root, "a")
+    f = fit(st, "tiny", 0.5, targets="test", n_lambdas=5, lambda_min_ratio=1e-4, dtype="float64").fit_id
+    sets = tmp_path / "sets.csv"
+    sets.write_text("set_id,target_id,train_id\n"
+                    "0,10,1\n0,10,2\n0,10,3\n"                 # one set for target 10
+                    "1,11,0\n1,11,5\n1,12,0\n1,12,5\n"       # one subpopulation, two targets
+                    "2,13,9\n")
+    res = CliRunner().invoke(cli, ["counterfactual", str(root), "--fit", str(f), "--removals", str(sets),
+                                   "--trials", "2"])
+    assert res.exit_code == 0, res.output
+    assert "4 (set, target) pairs from 3 retrained set(s)" in res.output
+    con = st.connect()
+    rows = con.sql("SELECT set_id, target_id, selector, k, removed, predicted_effect, actual_effect "
+                   "FROM counterfactuals ORDER BY set_id, target_id").fetchall()
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [(0, 10, "removals", 3), (1, 11, "removals", 2),
+                                                          (1, 12, "removals", 2), (2, 13, "removals", 1)]
+    w = con.sql("SELECT target_id, train_id, weight FROM datamodels WHERE fit_id = $f", params={"f": f}).fetchall()
+    weights = {(t, i): x for t, i, x in w}
+    for set_id, t, _, _, removed, predicted, actual in rows:
+        ids = decode_ranges(removed)
+        assert actual == pytest.approx(TINY.theta[ids, t].sum(), abs=0.01)          # the truth
+        assert predicted == pytest.approx(sum(weights.get((t, int(i)), 0.0) for i in ids), abs=1e-6)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("set_id,target_id\n0,10\n")
+    res = CliRunner().invoke(cli, ["counterfactual", str(root), "--fit", str(f), "--removals", str(bad)])
+    assert res.exit_code == 1 and "missing column(s) train_id" in res.output
