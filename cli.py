@@ -404,7 +404,10 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
 @cli.command("counterfactual")
 @store_arg
 @click.option("--fit", "fit_id", type=int, required=True, help="Fit whose weights choose and predict removals.")
-@click.option("--targets", default="10", show_default=True, help="A count of random targets, or ids like 1400,1500.")
+@click.option("--n-targets", type=click.IntRange(1), default=None,
+              help="Draw this many of the fit's targets at random [default: 10 when --targets is not given].")
+@click.option("--targets", default=None, metavar="IDS",
+              help="These targets: ids like 1400 or 1400,1500-1510, or a split (test, train).")
 @click.option("--k", "ks", default="10,20,40,80,160", show_default=True, help="Removal sizes.")
 @click.option("--selectors", default="top,bottom,random", show_default=True)
 @click.option("--trials", type=click.IntRange(1), default=20, show_default=True, help="Models per removal set.")
@@ -414,13 +417,14 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
                    "set instead of the top/bottom/random selectors.")
 @click.option("--recipe", default=None, metavar="SPEC",
               help="The recipe to retrain with (default: the one `dmstore train` recorded).")
-def counterfactual_cmd(store, fit_id, targets, ks, selectors, trials, seed, removals, recipe):
+def counterfactual_cmd(store, fit_id, n_targets, targets, ks, selectors, trials, seed, removals, recipe):
     """Retrain without each target's top/bottom/random k training examples, or without each set
     of a --removals file (with the recipe that trained the fit's models, plug-ins included), and
     store actual vs predicted effects in `counterfactuals`.
 
     \b
-      dmstore counterfactual runs --fit 1 --targets 20 --k 10,20,40,80,160 --trials 20
+      dmstore counterfactual runs --fit 1 --n-targets 20 --k 10,20,40,80,160 --trials 20
+      dmstore counterfactual runs --fit 1 --targets 1400,1401 --selectors top --k 40
       dmstore counterfactual runs --fit 1 --removals sets.csv --trials 10
     """
     from dmstore import Store
@@ -431,7 +435,9 @@ def counterfactual_cmd(store, fit_id, targets, ks, selectors, trials, seed, remo
         click.echo(f"{r['n']} (set, target) pairs from {r['sets']} retrained set(s): predicted vs actual "
                    f"Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}")
         return
-    r = counterfactual(st, fit_id, _targets_arg(targets), _ints(ks, "--k"),
+    if removals is not None and (n_targets or targets):
+        raise click.UsageError("--removals names its targets; drop --n-targets/--targets")
+    r = counterfactual(st, fit_id, _target_choice(st, n_targets, targets), _ints(ks, "--k"),
                        tuple(s for s in selectors.split(",") if s), trials, seed, recipe)
     click.echo(f"{r['n']} removal sets: predicted vs actual Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}")
 
@@ -439,34 +445,46 @@ def counterfactual_cmd(store, fit_id, targets, ks, selectors, trials, seed, remo
 @cli.command("support")
 @store_arg
 @click.option("--fit", "fit_id", type=int, required=True)
-@click.option("--targets", default="10", show_default=True, help="A count of random targets, or ids.")
+@click.option("--n-targets", type=click.IntRange(1), default=None,
+              help="Draw this many of the fit's targets at random [default: 10 when --targets is not given].")
+@click.option("--targets", default=None, metavar="IDS",
+              help="These targets: ids like 1400 or 1400,1500-1510, or a split (test, train).")
 @click.option("--k", "ks", default="10,20,40,80,160,320,640", show_default=True, help="Search grid.")
 @click.option("--trials", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of target sampling and retraining.")
 @click.option("--recipe", default=None, metavar="SPEC",
               help="The recipe to retrain with (default: the one `dmstore train` recorded).")
-def support_cmd(store, fit_id, targets, ks, trials, seed, recipe):
+def support_cmd(store, fit_id, n_targets, targets, ks, trials, seed, recipe):
     """Estimate each target's data support by the guided search of Algorithm 1 (grid of k,
     isotonic regression, certification at 1.2x) and store it in `support`.
 
     \b
-      dmstore support runs --fit 1 --targets 20
+      dmstore support runs --fit 1 --n-targets 20
+      dmstore support runs --fit 1 --targets 1400-1409
     """
     from dmstore import Store
     from dmstore.counterfactual import support
-    r = support(Store.open(store, "a"), fit_id, _targets_arg(targets), _ints(ks, "--k"), trials, seed, recipe)
+    st = Store.open(store, "a")
+    r = support(st, fit_id, _target_choice(st, n_targets, targets), _ints(ks, "--k"), trials, seed, recipe)
     click.echo(f"{r['n']} targets: {r['with_support']} with a support estimate, {r['certified']} certified")
 
 
 @cli.command("report")
 @store_arg
-@click.option("--fit", "fit_id", type=int, required=True)
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default="report.html", show_default=True)
-def report_cmd(store, fit_id, out):
-    """Write an HTML report of a fit: figures 5, 7, 8, 9 and Table K.1 of the paper for this data."""
+@click.option("--fit", "fit_id", type=int, required=True, help="The fit to report (ids: `dmstore info`).")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default="report.html", show_default=True,
+              help="The HTML file to write.")
+@click.option("--all-fits", is_flag=True, help="Table K.1 lists every fit, not the newest of each estimator.")
+def report_cmd(store, fit_id, out, all_fits):
+    """Write an HTML report of a fit: figures 5, 7, 8, 9 and Table K.1 of the paper for this data.
+
+    \b
+      dmstore report runs --fit 1 -o report.html
+      dmstore report runs --fit 1 --all-fits
+    """
     from dmstore import Store
     from dmstore.report import build_report
-    click.echo(build_report(Store.open(store), fit_id, out))
+    click.echo(build_report(Store.open(store), fit_id, out, all_fits=all_fits))
 
 
 @cli.command("demo", cls=click.Command)
@@ -528,8 +546,13 @@ def views_cmd(store, dialect, views):
     click.echo(view_sql(store, dialect, list(views) or None), nl=False)
 
 
-def _targets_arg(text):
-    return int(text) if text.isdigit() else [int(x) for x in text.split(",") if x]
+def _target_choice(store, n_targets, targets):
+    """--n-targets N (a random count) or --targets IDS (ids or a split), never both."""
+    if n_targets is not None and targets is not None:
+        raise click.UsageError("give --n-targets N (random targets) or --targets IDS, not both")
+    if targets is None:
+        return n_targets or 10
+    return [int(t) for t in store.resolve_targets(targets)]
 
 
 def _ints(text, name):

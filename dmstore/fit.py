@@ -53,13 +53,27 @@ class FitResult:
     wall_time_s: float
     device: str
     not_converged_targets: list
+    reused: bool = False     # an identical earlier fit (`reuse=True`), not fitted again
 
     def summary(self) -> str:
         s = (f"fit {self.fit_id}: {self.estimator} on {self.n_targets} targets, {self.n_fit} fit + "
-             f"{self.n_val} val models, {self.wall_time_s:.1f} s on {self.device}")
+             f"{self.n_val} val models, {self.wall_time_s:.1f} s on {self.device}"
+             + (" (reused: same settings and models)" if self.reused else ""))
         if self.n_not_converged:
             s += f"; {self.n_not_converged} (target, lambda) pairs hit the iteration cap"
         return s
+
+
+def _same_fit(store, params: dict, n_fit: int, n_val: int) -> FitResult | None:
+    """The newest stored fit with these settings on the same number of fit and val models
+    (`fit(..., reuse=True)` returns it instead of fitting again), or None."""
+    runs = store.fit_runs().to_pylist()
+    want = json.dumps(params, sort_keys=True)
+    for r in sorted(runs, key=lambda r: -r["fit_id"]):
+        if r["params"] == want and r["n_fit"] == n_fit and r["n_val"] == n_val:
+            return FitResult(r["fit_id"], r["estimator"], r["n_targets"], n_fit, n_val, r["n_not_converged"],
+                             r["max_rel_gap"] or 0.0, r["wall_time_s"], r["device"], [], reused=True)
+    return None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -291,7 +305,7 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         n_lambdas: int = 30, lambda_min_ratio: float = 1e-3, device: str = "auto",
         dtype: str = "float32", keep_path: bool = False, tol: float = 1e-6, max_iter: int = 1000,
         val_fraction: float = 0.1, seed: int = 0, block_size: int | None = None,
-        progress: bool | None = None) -> FitResult:
+        progress: bool | None = None, reuse: bool = False) -> FitResult:
     """Fit datamodels for `targets` ('test' | 'train' | 'all' | ids) of (experiment, alpha) and
     write them into the store. See the module docstring for the objective and the procedure."""
     t0 = time.time()
@@ -327,6 +341,15 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     n_val, n_fit = int(val_ids.size), int(ids.size - val_ids.size)
     if n_fit < 2:
         raise InputError(f"only {n_fit} fit models for {experiment!r} at alpha {alpha}; need more")
+    params = dict(experiment=experiment, alpha=alpha, estimator=estimator, targets=str(targets) if
+                  isinstance(targets, str) else [int(x) for x in tids], n_lambdas=n_lambdas,
+                  lambda_min_ratio=lambda_min_ratio, tol=tol, max_iter=max_iter, dtype=dtype,
+                  device=device, keep_path=keep_path, val_fraction=val_fraction, seed=seed,
+                  block_size=block_size, dmstore=__version__)
+    if reuse:
+        done = _same_fit(store, params, n_fit, n_val)
+        if done is not None:
+            return done
 
     opts = dict(n_lambdas=n_lambdas if estimator in PATH_ESTIMATORS else 1,
                 lambda_min_ratio=lambda_min_ratio, tol=tol, max_iter=max_iter, keep_path=keep_path)
@@ -371,11 +394,7 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         n_fit=n_fit, n_val=n_val, val_source=val_source, n_targets=int(tids.size),
         n_lambdas=opts["n_lambdas"], lambda_min_ratio=lambda_min_ratio if estimator in PATH_ESTIMATORS else None,
         tol=tol if estimator == "lasso" else None, max_iter=max_iter, dtype=dtype, device=str(dev),
-        params=dict(experiment=experiment, alpha=alpha, estimator=estimator, targets=str(targets) if
-                    isinstance(targets, str) else [int(x) for x in tids], n_lambdas=n_lambdas,
-                    lambda_min_ratio=lambda_min_ratio, tol=tol, max_iter=max_iter, dtype=dtype,
-                    device=device, keep_path=keep_path, val_fraction=val_fraction, seed=seed,
-                    block_size=block_size, dmstore=__version__)), t0)
+        params=params), t0)
     if result.not_converged_targets:
         import warnings
         t = result.not_converged_targets

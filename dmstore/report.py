@@ -33,8 +33,9 @@ def _num(v):
     return v
 
 
-def build_report(store, fit_id: int, path, title: str = "dmstore report") -> str:
-    """Write the report of `fit_id` to `path` (HTML); returns the path."""
+def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fits: bool = False) -> str:
+    """Write the report of `fit_id` to `path` (HTML); returns the path. Table K.1 lists the
+    newest fit of each estimator on the same experiment and alpha (`all_fits`: every fit)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -53,8 +54,11 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report") -> str
              f"{run['wall_time_s']:.1f} s on {run['device']}.</p>"]
 
     # Table K.1
-    comp = con.sql("SELECT * FROM estimator_comparison WHERE experiment = $e AND alpha = $a ORDER BY fit_id",
-                   params={"e": run["experiment"], "a": run["alpha"]}).to_arrow_table().to_pylist()
+    comp = con.sql("SELECT * FROM estimator_comparison WHERE experiment = $e AND alpha = $a AND ($all OR "
+                   "fit_id = $f OR fit_id IN (SELECT max(fit_id) FROM fit_runs WHERE experiment = $e AND alpha = $a "
+                   "AND estimator <> $est GROUP BY estimator)) ORDER BY fit_id",
+                   params={"e": run["experiment"], "a": run["alpha"], "all": bool(all_fits), "f": int(fit_id),
+                           "est": run["estimator"]}).to_arrow_table().to_pylist()
     parts.append("<h2>Estimators on held-out models (Table K.1)</h2>")
     if comp:
         parts.append(_table(comp, ["fit_id", "estimator", "n_eval_models", "n_masks", "n_targets", "lds",
