@@ -118,17 +118,24 @@ param_opt = click.option("-p", "--param", "params", type=(str, str), multiple=Tr
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dmstore")
-def cli():
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress on stderr (by default: a bar on a terminal, a line every 10 s elsewhere).")
+def cli(quiet):
     """dmstore: an experiment store with SQL analytics for datamodels.
 
-    Every command takes the store directory first (or from DMSTORE_STORE).
+    Every command takes the store directory first (or from DMSTORE_STORE). Long work reports
+    progress on stderr: tqdm's bar on a terminal, else a line at most every
+    DMSTORE_PROGRESS_SECONDS (default 10); -q silences it.
 
     \b
       dmstore init runs --train-size 1347 --test-size 450
       dmstore ingest release runs ./release --alpha 0.5 --experiment cifar10
       dmstore query runs "SELECT role, count(*) FROM models GROUP BY role"
       dmstore info runs
+      dmstore -q fit runs --experiment digits --alpha 0.5
     """
+    from dmstore.progress import set_quiet
+    set_quiet(quiet)
 
 
 @cli.command()
@@ -262,7 +269,12 @@ def _tables(items) -> dict:
 @store_arg
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(store, as_json):
-    """Experiments, alphas, models by role, targets, fits and bytes on disk."""
+    """Experiments, alphas, models by role, targets, fits, log version and bytes on disk.
+
+    \b
+      dmstore info runs
+      dmstore info runs --json
+    """
     from dmstore import Store
     i = Store.open(store).info()
     if as_json:
@@ -289,7 +301,12 @@ def info(store, as_json):
 @store_arg
 @click.argument("relation", required=False)
 def schema(store, relation):
-    """Columns and types of every relation (or one)."""
+    """Columns and types of every relation (or one).
+
+    \b
+      dmstore schema runs
+      dmstore schema runs models
+    """
     from dmstore.db import connect, view_names
     con = connect(store)
     names = [relation] if relation else view_names()
@@ -340,15 +357,18 @@ def export(store, relation, sql, fmt, out, partition_by, overwrite, tables, para
 @click.option("--experiment", required=True, help="Experiment to fit.")
 @click.option("--alpha", type=float, required=True, help="Subsampling fraction to fit.")
 @click.option("--estimator", type=click.Choice(["lasso", "ridge", "ols", "diff_means", "diff_means_correct"]),
-              default="lasso", show_default=True)
+              default="lasso", show_default=True,
+              help="lasso (paper's default), ridge, ols (minimum norm), diff_means or diff_means_correct (eq. 15).")
 @click.option("--lambdas", "n_lambdas", type=click.IntRange(1), default=30, show_default=True,
               help="Length of the lambda path (lasso, ridge).")
 @click.option("--lambda-min-ratio", type=float, default=1e-3, show_default=True,
               help="Smallest lambda as a fraction of each target's lambda_max.")
 @click.option("--targets", default="test", show_default=True,
               help="test | train | all | ids such as 0,5,100-199.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: cuda when a GPU is present, else cpu.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True,
+              help="Solver precision; Gram counts are exact in either.")
 @click.option("--keep-path", is_flag=True, help="Also write the weights at every lambda of the path.")
 @click.option("--tol", type=float, default=1e-6, show_default=True,
               help="Duality gap, relative to the null model's objective.")
@@ -381,11 +401,13 @@ def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, ta
 @click.option("--models", type=click.IntRange(1), default=1000, show_default=True, help="Models in the run.")
 @click.option("--batch", type=click.IntRange(1), default=500, show_default=True,
               help="Models trained together and ingested as one batch.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the mask plan and of each model's generator (same seed: same models).")
 @click.option("--experiment", default=None, help="Experiment name (default: the recipe's name).")
 @click.option("--repeats", type=click.IntRange(1), default=1, show_default=True,
               help="Models per mask (they share a mask_id).")
-@click.option("--role", type=click.Choice(["fit", "val", "eval"]), default="fit", show_default=True)
+@click.option("--role", type=click.Choice(["fit", "val", "eval"]), default="fit", show_default=True,
+              help="fit and val models train datamodels; eval models only test them.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Processes (one torch thread each).")
 def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers):
@@ -409,7 +431,8 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
 @click.option("--targets", default=None, metavar="IDS",
               help="These targets: ids like 1400 or 1400,1500-1510, or a split (test, train).")
 @click.option("--k", "ks", default="10,20,40,80,160", show_default=True, help="Removal sizes.")
-@click.option("--selectors", default="top,bottom,random", show_default=True)
+@click.option("--selectors", default="top,bottom,random", show_default=True,
+              help="Which removals: top (largest weights), bottom (most negative), random.")
 @click.option("--trials", type=click.IntRange(1), default=20, show_default=True, help="Models per removal set.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of target sampling and retraining.")
 @click.option("--removals", type=click.Path(dir_okay=False), default=None,
@@ -444,13 +467,13 @@ def counterfactual_cmd(store, fit_id, n_targets, targets, ks, selectors, trials,
 
 @cli.command("support")
 @store_arg
-@click.option("--fit", "fit_id", type=int, required=True)
+@click.option("--fit", "fit_id", type=int, required=True, help="The fit whose weights to use (ids: `dmstore info`).")
 @click.option("--n-targets", type=click.IntRange(1), default=None,
               help="Draw this many of the fit's targets at random [default: 10 when --targets is not given].")
 @click.option("--targets", default=None, metavar="IDS",
               help="These targets: ids like 1400 or 1400,1500-1510, or a split (test, train).")
 @click.option("--k", "ks", default="10,20,40,80,160,320,640", show_default=True, help="Search grid.")
-@click.option("--trials", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--trials", type=click.IntRange(1), default=20, show_default=True, help="Models trained per removal set.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of target sampling and retraining.")
 @click.option("--recipe", default=None, metavar="SPEC",
               help="The recipe to retrain with (default: the one `dmstore train` recorded).")
@@ -490,8 +513,9 @@ def report_cmd(store, fit_id, out, all_fits):
 @cli.command("demo", cls=click.Command)
 @click.option("--out", default="demo-out", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the store and the report.")
-@click.option("--models", type=click.IntRange(100), default=4000, show_default=True)
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--models", type=click.IntRange(100), default=4000, show_default=True,
+              help="Models to train (fit + val); 400 held-out eval models come on top.")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True, help="Training processes (one torch thread each).")
 def demo_cmd(out, models, workers):
     """Train digits MLPs, fit their datamodels, check them on held-out models and retrained
     counterfactuals, and write an HTML report (a few minutes on 2 cores, no download).
@@ -509,10 +533,10 @@ def demo_cmd(out, models, workers):
 
 @cli.command("embed")
 @store_arg
-@click.option("--fit", "fit_id", type=int, required=True)
+@click.option("--fit", "fit_id", type=int, required=True, help="The fit whose weights to use (ids: `dmstore info`).")
 @click.option("--pca", type=click.IntRange(1), default=50, show_default=True, help="Principal components kept.")
 @click.option("--clusters", type=click.IntRange(2), default=20, show_default=True, help="Spectral clusters.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the spectral clustering.")
 def embed_cmd(store, fit_id, pca, clusters, seed):
     """Datamodel embeddings (section 4.3): PCA and spectral clustering of the L2-normalized weight
     vectors, stored as embedding_pca, embedding_variance and clusters.
@@ -531,7 +555,7 @@ def embed_cmd(store, fit_id, pca, clusters, seed):
 @cli.command("views")
 @store_arg
 @click.option("--dialect", type=click.Choice(["duckdb", "spark", "postgres", "bigquery"]), default="duckdb",
-              show_default=True)
+              show_default=True, help="SQL dialect to print the views in (sqlglot).")
 @click.option("--view", "views", multiple=True, help="Only these views (repeat the option).")
 def views_cmd(store, dialect, views):
     """Print the view definitions in another SQL dialect (sqlglot), reading this store's files;

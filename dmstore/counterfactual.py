@@ -15,13 +15,13 @@ import math
 
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
 from . import layout as L
 from .batch import encode_ranges
 from .errors import InputError, NotFoundError
 from .recipes import load_recipe
 from .train import _h64
+from .progress import progress
 
 SELECTORS = ("top", "bottom", "random")
 
@@ -100,7 +100,7 @@ def _train_sets(recipe, d, removal_sets, trials, seed, batch=500, desc="retrain"
             seeds.append(_h64("counterfactual", seed, i, t))
     masks, seeds = np.array(masks), np.array(seeds, np.int64)
     out = None
-    bar = tqdm(total=len(seeds), desc=desc, unit="model", disable=None)
+    bar = progress(total=len(seeds), desc=desc, unit="model")
     order = np.argsort(masks.sum(1), kind="stable")  # equal subset sizes train together
     for lo in range(0, order.size, batch):
         rows = order[lo:lo + batch]

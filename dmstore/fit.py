@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import torch
-from tqdm import tqdm
 
 from .writer import commit_fit
 from . import __version__
@@ -36,6 +35,7 @@ from .errors import InputError
 from .solvers import Problem, cg_solve, ones_null, gram_matvec, lasso_solve, lipschitz_gram, lipschitz_power
 from .stats import Stats, split_val
 from .validate import check_alpha
+from .progress import progress as progress_bar
 
 ESTIMATORS = ("lasso", "ridge", "ols", "diff_means", "diff_means_correct")
 PATH_ESTIMATORS = ("lasso", "ridge")
@@ -360,7 +360,7 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     row_block = max(16, block_size // 4)
     train_blocks = [train_t[i:i + row_block] for i in range(0, train_t.size, row_block)]
     steps = (len(test_blocks) + len(train_blocks)) * opts["n_lambdas"]
-    bar = tqdm(total=steps, desc=f"fit {estimator}", unit="λ-block", disable=None if progress is None else not progress)
+    bar = progress_bar(total=steps, desc=f"fit {estimator}", unit="λ-block", enabled=progress)
 
     fit_rows, weight_parts, cache = [], [], {}
     rows_data = None

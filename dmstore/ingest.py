@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from . import validate as V
 from .batch import ModelBatch
@@ -22,6 +21,7 @@ from .errors import InputError
 from .store import IngestReport, Store
 
 from .layout import MAX_CELLS  # noqa: E402  (margins per chunk: bounds memory)
+from .progress import progress
 
 
 def load_npy(path: Path, ndim: int | None = None) -> np.ndarray:
@@ -69,7 +69,7 @@ class _ArraySource:
 
     def __call__(self):
         rows = self.rows
-        bar = tqdm(total=rows.size, desc=self.desc, unit="model", disable=None, leave=False)
+        bar = progress(total=rows.size, desc=self.desc, unit="model", leave=False)
         for lo in range(0, rows.size, self.step):
             sel = rows[lo:lo + self.step]
             a, b = int(sel[0]), int(sel[-1]) + 1

@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from .errors import InputError
 from .recipes import load_recipe
 from .validate import ROLES, check_alpha
+from .progress import progress as progress_bar
 
 
 @dataclass
@@ -143,8 +143,7 @@ def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, 
     done = set(rows[src == source].astype(np.int64).tolist()) if rows.size else set()
     pending = np.array([k for k in range(models) if k not in done], dtype=np.int64)
     batches = [pending[i:i + batch].tolist() for i in range(0, pending.size, batch)]
-    bar = tqdm(total=pending.size, desc=f"train {rec.name}", unit="model",
-               disable=None if progress is None else not progress)
+    bar = progress_bar(total=pending.size, desc=f"train {rec.name}", unit="model", enabled=progress)
     if workers == 1 or len(batches) <= 1:
         q = _InlineBar(bar)
         _work((str(root), recipe, experiment, alpha, role, seed, repeats, batches, None, q))

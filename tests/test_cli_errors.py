@@ -64,3 +64,12 @@ def test_every_command_fails_cleanly(path, cmd, filled, tmp_path, monkeypatch):
     assert r.exit_code in (0, 1, 2), (on_store, r.output)
     if r.exit_code:
         assert "Error" in r.output, (on_store, r.output)
+
+
+@pytest.mark.parametrize("path,cmd", list(commands()), ids=[" ".join(p) for p, _ in commands()])
+def test_every_command_has_examples_and_every_option_help(path, cmd):
+    text = cmd.help or ""
+    assert f"dmstore {' '.join(path)}" in text, f"`dmstore {' '.join(path)} --help` shows no example"
+    for p in cmd.params:
+        if isinstance(p, click.Option) and p.name != "help":
+            assert p.help, f"dmstore {' '.join(path)} {p.opts[0]} has no help text"

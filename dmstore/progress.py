@@ -1,0 +1,68 @@
+"""Progress of long work on stderr: tqdm's bar on a terminal; elsewhere (CI logs, nohup, SLURM)
+a plain line at most every `DMSTORE_PROGRESS_SECONDS` (default 10) seconds — done/total, rate,
+ETA — and a last line when the work ends. `--quiet` (or `set_quiet(True)`) silences both.
+
+    bar = progress(total=m, desc="train digits", unit="model")
+    bar.update(k); bar.close()
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from tqdm import tqdm
+
+_QUIET = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _QUIET
+    _QUIET = bool(quiet)
+
+
+class LineProgress:
+    """The non-terminal progress: a line on stderr now and then, never a bar's control codes."""
+
+    def __init__(self, total: int, desc: str, unit: str, every: float):
+        self.total, self.desc, self.unit, self.every = total, desc, unit, every
+        self.n = 0
+        self.t0 = self.last = time.monotonic()
+
+    def _line(self, final: bool = False) -> None:
+        dt = max(time.monotonic() - self.t0, 1e-9)
+        rate = self.n / dt
+        eta = (self.total - self.n) / rate if rate > 0 and self.total else float("nan")
+        tail = f"done in {dt:.0f} s" if final else (f"ETA {eta:.0f} s" if eta == eta else "ETA ?")
+        pct = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
+        print(f"{self.desc}: {self.n}/{self.total} {self.unit}{pct}, {rate:.1f} {self.unit}/s, {tail}",
+              file=sys.stderr, flush=True)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self._line()
+
+    def close(self) -> None:
+        if self.n:
+            self._line(final=True)
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(total: int, desc: str, unit: str = "it", enabled: bool | None = None, leave: bool = True):
+    """A progress reporter for `total` units of work. `enabled=False` (or quiet) silences it;
+    None shows it (a bar on a terminal, lines elsewhere)."""
+    if _QUIET or enabled is False:
+        return _Silent()
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit=unit, leave=leave)
+    return LineProgress(total, desc, unit, float(os.environ.get("DMSTORE_PROGRESS_SECONDS", "10")))
