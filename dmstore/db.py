@@ -33,6 +33,37 @@ def view_names() -> list[str]:
             if m and m.group(1) == "view"]
 
 
+_SIGNATURE = re.compile(r"^--\s*(view|macro|table macro):\s*(.+)$", re.M)
+
+
+def catalog() -> list[dict]:
+    """Every view and macro of `sql/`: kind, name, signature, parameters, columns (or returns)
+    and a one-line purpose, from each file's header comment."""
+    out = []
+    for name, text in sql_files().items():
+        m = _SIGNATURE.search(text)
+        if not m:
+            continue
+        header = [line[2:].strip() for line in text.splitlines() if line.startswith("--")]
+        fields, purpose, key = {}, [], None
+        for line in header[1:]:
+            k = re.match(r"^(Parameters|Columns|Returns|Requires):\s*(.*)$", line)
+            if k:
+                key = k.group(1).lower()
+                fields[key] = k.group(2)
+            elif key:
+                fields[key] += " " + line
+            else:
+                purpose.append(line)
+        first = " ".join(purpose)
+        first = first.split(". ")[0].rstrip(".") + "." if first else ""
+        out.append({"kind": m.group(1), "name": name, "signature": m.group(2).strip(), "purpose": first,
+                    "parameters": fields.get("parameters", "none"),
+                    "columns": fields.get("columns") or fields.get("returns", ""),
+                    "requires": fields.get("requires")})
+    return out
+
+
 def register(con: duckdb.DuckDBPyConnection, files: dict | None = None) -> None:
     """Run every SQL file on `con`, in dependency order (a file whose dependencies are not yet
     defined is retried after the others). A file with a `-- Requires: rel.col` header is left

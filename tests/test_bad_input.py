@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli import cli
+from dmstore.cli import cli
 from dmstore import ConflictError, InputError, Store
 from dmstore.ingest import ingest_reference, ingest_release
 

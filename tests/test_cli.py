@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from cli import cli
+from dmstore.cli import cli
 
 from conftest import snapshot
 
@@ -101,6 +101,12 @@ def test_env_store(filled):
     assert r.exit_code == 0, r.output
     assert r.output.splitlines() == ["n", "60"]
     assert run("info", env=env).exit_code == 0
+    r = run("export", "margins", "-o", filled.root.parent / "y.parquet", env=env)   # optional 2nd argument
+    assert r.exit_code == 0 and pq.read_table(filled.root.parent / "y.parquet").num_rows == 60 * 52, r.output
+    r = run("query", filled.root.parent / "wrong", "SELECT 1", env=env)              # a wrong path: said so
+    assert r.exit_code == 1 and "wrong: not a dmstore store" in r.output, r.output
+    r = run("query", filled.root, "SELECT 1 AS x", "--csv", env={"DMSTORE_STORE": "/nope"})
+    assert r.exit_code == 0 and r.output.splitlines() == ["x", "1"], r.output
 
 
 def test_ingest_release_cli_and_idempotent(tmp_path, synth):
@@ -232,3 +238,27 @@ def test_output_shortcuts_and_extensions(filled, tmp_path):
     assert run("export", s, "margins", "--csv", "--partition-by", "example_id", "-o", tmp_path / "p").exit_code == 2
     r = run("query", s, q, "-o", tmp_path)                                       # a directory
     assert r.exit_code == 1 and "cannot write" in r.output
+
+
+def test_macros_lists_every_analytic_with_its_parameters(filled):
+    from dmstore.db import catalog
+    r = run("macros", filled.root, "--details", "--nl")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in r.output.splitlines()]
+    names = {x["signature"].split("(")[0] for x in rows}
+    want = {c["name"] for c in catalog() if c["kind"] != "view" and not c["requires"]}  # others need a column
+    assert names == want and {"topk_neighbors", "dm_removal_effect", "dm_predict"} <= names
+    top = next(x for x in rows if x["signature"].startswith("topk_neighbors"))
+    assert top["signature"] == "topk_neighbors(fit, k, lam := NULL)" and "k INTEGER" in top["parameters"]
+    assert top["purpose"].startswith("Paper section 4.2")
+    views = run("macros", filled.root, "--all", "--csv").output.splitlines()
+    assert any(x.startswith("view,models,One row per trained model") for x in views), views
+
+
+def test_console_script_points_into_the_package():
+    """The script is `dmstore.cli:main`: no generic top-level module named `cli` is installed."""
+    from importlib.metadata import distribution
+    eps = [e for e in distribution("dmstore").entry_points if e.group == "console_scripts"]
+    assert [(e.name, e.value) for e in eps] == [("dmstore", "dmstore.cli:main")]
+    top = (distribution("dmstore").read_text("top_level.txt") or "").split()
+    assert "cli" not in top

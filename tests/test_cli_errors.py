@@ -5,7 +5,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cli import cli
+from dmstore.cli import cli
 
 
 def commands(group=cli, prefix=()):

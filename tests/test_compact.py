@@ -11,7 +11,7 @@ import pytest
 import pyarrow.parquet as pq
 from click.testing import CliRunner
 
-from cli import cli
+from dmstore.cli import cli
 from dmstore import Store, schema
 from dmstore.compact import compact
 

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from sklearn.cluster import SpectralClustering
 from sklearn.decomposition import PCA
 
-from cli import cli
+from dmstore.cli import cli
 from dmstore import QueryError
 from dmstore.dialects import view_sql
 from dmstore.embed import embed

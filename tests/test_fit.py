@@ -213,7 +213,7 @@ def test_cuda_matches_cpu(tmp_path):
 
 def test_cli_fit(tmp_path):
     from click.testing import CliRunner
-    from cli import cli
+    from dmstore.cli import cli
     st, *_ = make_store(tmp_path, seed=9)
     r = CliRunner().invoke(cli, ["fit", str(st.root), "--experiment", "e", "--alpha", "0.5", "--lambdas", "4"])
     assert r.exit_code == 0 and "fit 1: lasso on 4 targets" in r.output, r.output

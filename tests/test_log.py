@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import dmstore
-from cli import cli
+from dmstore.cli import cli
 from dmstore import Store, StoreError, log
 from dmstore.compact import compact
 

@@ -5,7 +5,7 @@ import re
 import numpy as np
 from click.testing import CliRunner
 
-from cli import cli
+from dmstore.cli import cli
 from dmstore import progress as P
 
 

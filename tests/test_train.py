@@ -155,7 +155,7 @@ def test_counterfactual_removals_file_on_a_plug_in_recipe(tmp_path):
     weights' sums of the linear plug-in recipe, predictions are dm_removal_effect's, and the
     plug-in resolves from what `dmstore train` recorded (no built-in named 'tiny')."""
     from click.testing import CliRunner
-    from cli import cli
+    from dmstore.cli import cli
     from dmstore.batch import decode_ranges
     root = tmp_path / "s"
     res = CliRunner().invoke(cli, ["train", str(root), "--recipe", "tests.test_train:TINY", "--models", "300",
