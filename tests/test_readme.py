@@ -77,3 +77,19 @@ def test_readme_example_runs_and_says_something(line, demo_store, tmp_path, monk
     if "dm_removal_effect" in line:
         assert all(float(x["predicted_effect"]) > 0 for x in rows), rows    # top-10 positive weights removed
     assert not re.search(r"\bnan\b", str(rows[:1]).lower()) or "corr" in line
+
+
+def test_report_on_digits_says_how_to_read_each_figure(demo_store, tmp_path):
+    """Figures with captions and real alt texts; figure 9 names test and neighbour ids; figure 7
+    says how many targets have no support; figure 5 says how many points it shows."""
+    import re as _re
+    from dmstore import Store
+    from dmstore.report import build_report
+    page = Path(build_report(Store.open(demo_store), 1, tmp_path / "r.html")).read_text()
+    caps = _re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    alts = _re.findall(r'alt="([^"]*)"', page)
+    assert len(caps) == len(alts) == 4 and all(len(a) > 30 for a in alts), alts
+    assert _re.search(r"Test digits 13\d\d, 13\d\d", page)            # figure 9's alt names the rows
+    assert _re.search(r"\d+ of \d+ targets \(\d+ %\) have no support", page)
+    assert _re.search(r"density of [\d,]+ pairs", page)
+    assert "width:640px" in page and "margin:1.5em auto" in page

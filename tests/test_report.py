@@ -28,6 +28,8 @@ def test_report_sections(report):
                  "<td>lasso</td>", "<td>diff_means</td>"):
         assert part in page, part
     assert "http://" not in page and "https://" not in page  # self-contained
+    assert 'alt="figure"' not in page and page.count("<figcaption>") == page.count("<img ")
+    assert "Each point is one (held-out eval model, target) pair" in page
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
