@@ -168,6 +168,8 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
         for sel, c in (("top", "tab:red"), ("bottom", "tab:blue"), ("random", "tab:gray"),
                        ("removals", "tab:purple")):
             k = cf["selector"] == sel
+            if not k.any():
+                continue
             ax.scatter(cf["predicted_effect"][k], cf["actual_effect"][k], s=12, c=c, label=sel)
         lo = min(cf["predicted_effect"].min(), cf["actual_effect"].min())
         hi = max(cf["predicted_effect"].max(), cf["actual_effect"].max())

@@ -42,3 +42,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert img.shape[0] > 1000 and img.shape[1] >= 1000
     ink = (img[..., :3].mean(2) < 0.5).mean()
     assert 0.001 < ink < 0.5  # text and figures drawn, not a blank or black page
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          f"file://{report.resolve()}"], capture_output=True, text=True, timeout=120).stdout
+    import re
+    caps = re.findall(r"<figcaption>(.*?)</figcaption>", dom)
+    assert len(caps) == dom.count("<img ") >= 2 and all(len(c) > 80 for c in caps)   # the browser shows them
