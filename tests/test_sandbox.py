@@ -119,3 +119,24 @@ def test_export_to_stdout(filled):
     assert [np.unpackbits(np.frombuffer(base64.b64decode(x["mask"]), np.uint8))[:40].astype(bool).tolist()
             for x in rows] == masks[:2].tolist()
     assert not Path("-").exists()
+
+
+def test_masks_have_one_encoding_in_every_text_output(filled, tmp_path):
+    """base64 of the packed bits in query and export alike, JSON, JSON lines and CSV."""
+    import base64
+    import csv
+    import io
+    import numpy as np
+    from conftest import Synth
+    want = base64.b64encode(np.packbits(Synth().masks[0]).tobytes()).decode()
+    q = "SELECT mask FROM models WHERE model_id = 0"
+    got = [json.loads(run("query", filled.root, q, "--json").stdout)[0]["mask"],
+           json.loads(run("query", filled.root, q, "--nl").stdout)["mask"],
+           next(csv.DictReader(io.StringIO(run("query", filled.root, q, "--csv").stdout)))["mask"]]
+    for fmt in ("json", "jsonl", "csv"):
+        out = tmp_path / f"m.{fmt}"
+        assert run("export", filled.root, "--sql", q, "-o", out).exit_code == 0
+        text = out.read_text()
+        got.append(json.loads(text)[0]["mask"] if fmt == "json" else json.loads(text)["mask"] if fmt == "jsonl"
+                   else next(csv.DictReader(io.StringIO(text)))["mask"])
+    assert got == [want] * 6
