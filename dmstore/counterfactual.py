@@ -168,16 +168,8 @@ def _agreement(out: dict) -> dict:
 
 def read_removals(path) -> dict:
     """A removal-sets file (CSV or Parquet; columns set_id, target_id, train_id) → arrays."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-    from pathlib import Path
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"--removals {path}: no such file")
-    try:
-        t = pq.read_table(p) if p.suffix in (".parquet", ".pq") else pacsv.read_csv(p)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"--removals {path}: cannot read it ({e}); give a CSV or Parquet file") from None
+    from .validate import read_table_file
+    t = read_table_file(path, f"--removals {path}")
     need = ("set_id", "target_id", "train_id")
     missing = [c for c in need if c not in t.column_names]
     if missing:

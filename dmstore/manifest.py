@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from . import __version__
 from . import layout as L
 from .errors import InputError, StoreError
 from .schema import format_version
+from .validate import read_table_file
 
 REQUIRED = ("format_version", "train_size", "n_examples")
 
@@ -83,13 +82,7 @@ def examples_table(examples, train_size, test_size) -> pa.Table:
         t, where = examples, "examples table"
     else:
         where = str(examples)
-        p = Path(examples)
-        if not p.exists():
-            raise InputError(f"{where}: no such file")
-        try:
-            t = pq.read_table(p) if p.suffix in (".parquet", ".pq") else pacsv.read_csv(p)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise InputError(f"{where}: cannot read examples ({e}); give a CSV or Parquet file") from None
+        t = read_table_file(examples, where)
     for col in ("example_id", "split"):
         if col not in t.column_names:
             raise InputError(f"{where}: missing column {col!r}; need example_id, split, label[, group_key]")

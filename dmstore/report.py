@@ -181,10 +181,11 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
         ax.legend(fontsize=7)
         parts.append(_png(
             fig, f"Predicted against actual margin drops of {len(cf['selector'])} retrained removal sets, r = {r:.3f}",
-            f"Each point is one (target, removal set): x the datamodel's predicted drop in the target's margin "
-            f"(the sum of the removed examples' weights), y the drop measured by retraining without the set "
-            f"(mean over trials, against models trained on the full set). Sets are the top-k (red), bottom-k "
-            f"(blue) or random (gray) examples by weight, or sets from a --removals file (purple); the dashed line is y = x."))
+            "Each point is one (target, removal set): x the datamodel's predicted drop in the target's margin "
+            "(the sum of the removed examples' weights), y the drop measured by retraining without the set "
+            "(mean over trials, against models trained on the full set). Sets are the top-k (red), bottom-k "
+            "(blue) or random (gray) examples by weight, or sets from a --removals file (purple); the dashed "
+            "line is y = x."))
     else:
         parts.append("<p>No counterfactuals yet: run <code>dmstore counterfactual</code>.</p>")
 

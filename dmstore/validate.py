@@ -149,3 +149,20 @@ def no_duplicates(ids: np.ndarray, name: str, where: str) -> None:
         dup = u[counts > 1][0]
         rows = np.flatnonzero(ids == dup)[:3].tolist()
         raise InputError(f"{where}: duplicate {name} {int(dup)} at rows {rows}; {name}s must be unique")
+
+
+def read_table_file(path, label: str):
+    """A small user table (CSV, or Parquet by its .parquet/.pq suffix) as Arrow; a typed error
+    names `label` (e.g. '--removals sets.csv') when it is missing or unreadable."""
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{label}: no such file")
+    try:
+        return pq.read_table(p) if p.suffix in (".parquet", ".pq") else pacsv.read_csv(p)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"{label}: cannot read it ({e}); give a CSV or Parquet file") from None
