@@ -49,6 +49,7 @@ class Store(Reader, Writer):
         self.as_of = as_of
         self._examples: pa.Table | None = None
         self._snap: log.Snapshot | None = None
+        self._index_cache: dict = {}   # unit path -> identity columns (units are immutable)
 
     # ------------------------------------------------------------------ create / open
     @classmethod

@@ -53,17 +53,25 @@ def batch_entry(path: str, models: int, margins: int) -> dict:
     return {"path": path, "relations": ["models", "margins"], "models": int(models), "margins": int(margins)}
 
 
-def _index(units: list[Path]) -> pa.Table:
-    """Identity columns of every model in `units` (batch directories), plus the unit's path."""
+def _index(units: list[Path], cache: dict | None = None) -> pa.Table:
+    """Identity columns of every model in `units` (batch directories), plus the unit's path.
+    Units never change once written, so `cache` (path → table) makes repeated ingestion from
+    one process read only the units that are new since its last call."""
     parts = []
     for bd in units:
-        t = pq.read_table(bd / "models.parquet", columns=_INDEX_COLUMNS)
-        parts.append(t.append_column("batch", pa.array([str(bd)] * t.num_rows, pa.string())))
+        t = None if cache is None else cache.get(str(bd))
+        if t is None:
+            t = pq.read_table(bd / "models.parquet", columns=_INDEX_COLUMNS)
+            t = t.append_column("batch", pa.array([str(bd)] * t.num_rows, pa.string()))
+            if cache is not None:
+                cache[str(bd)] = t
+        parts.append(t)
     return pa.concat_tables(parts) if parts else None
 
 
 class Writer:
-    """Write methods of `Store` (mixed in); needs `root`, `d`, `n_examples`, `_require_writable`."""
+    """Write methods of `Store` (mixed in); needs `root`, `d`, `n_examples`, `_require_writable`
+    and `_index_cache` (a dict: identity tables of the units this store has read)."""
 
     def append(self, experiment: str, alpha: float, masks, margins, target_ids, seeds=None,
                mask_ids=None, roles=None, *, model_ids=None, source: str = "api", source_rows=None,
@@ -192,7 +200,10 @@ class Writer:
         """Decide per incoming record: new | skip (identical) | replace | ignore, or raise.
         The ids given to new records are recorded in `.next_model_id` (call under the writer
         lock) so that a concurrent writer never takes them; explicit ids move it past them too."""
-        idx = _index(base.paths(L.BATCHES))
+        live = base.paths(L.BATCHES)
+        for gone in set(self._index_cache) - {str(p) for p in live}:
+            del self._index_cache[gone]   # retired units: keep the cache to what is live
+        idx = _index(live, self._index_cache)
         ids = idx["model_id"].to_numpy()
         dig = idx["digest"].to_pylist()
         bat = idx["batch"].to_pylist()
