@@ -300,7 +300,9 @@ def info(store, as_json):
                    f"{f['n_targets']} targets, {f['n_fit']} fit + {f['n_val']} val models"
                    + (f", {f['n_not_converged']} not converged" if f["n_not_converged"] else "")
                    + f" ({f['created_at']})")
-    click.echo(f"bytes on disk: {i['bytes_on_disk']:,}")
+    click.echo(f"log version {i['version']} ({i['batches']} live batches); bytes on disk: {i['bytes_on_disk']:,}, "
+               f"of which live: {i['bytes_live']:,}"
+               + ("" if i["bytes_live"] >= 0.9 * i["bytes_on_disk"] else " (`dmstore vacuum` frees retired files)"))
 
 
 @cli.command()
