@@ -431,13 +431,23 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
     click.echo(train(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers).summary())
 
 
+def target_choice_opts(f):
+    """--n-targets N (random) and --targets IDS, resolved by `_target_choice`."""
+    f = click.option("--targets", default=None, metavar="IDS",
+                     help="These targets: ids like 1400 or 1400,1500-1510, or a split (test, train).")(f)
+    return click.option("--n-targets", type=click.IntRange(1), default=None,
+                        help="Draw this many of the fit's targets at random [default: 10 when --targets "
+                             "is not given].")(f)
+
+
+recipe_opt = click.option("--recipe", default=None, metavar="SPEC",
+                          help="The recipe to retrain with (default: the one `dmstore train` recorded).")
+
+
 @cli.command("counterfactual")
 @store_arg
 @click.option("--fit", "fit_id", type=int, required=True, help="Fit whose weights choose and predict removals.")
-@click.option("--n-targets", type=click.IntRange(1), default=None,
-              help="Draw this many of the fit's targets at random [default: 10 when --targets is not given].")
-@click.option("--targets", default=None, metavar="IDS",
-              help="These targets: ids like 1400 or 1400,1500-1510, or a split (test, train).")
+@target_choice_opts
 @click.option("--k", "ks", default="10,20,40,80,160", show_default=True, help="Removal sizes.")
 @click.option("--selectors", default="top,bottom,random", show_default=True,
               help="Which removals: top (largest weights), bottom (most negative), random.")
@@ -446,8 +456,7 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
 @click.option("--removals", type=click.Path(dir_okay=False), default=None,
               help="CSV/Parquet of removal sets (set_id, target_id, train_id): retrain without each "
                    "set instead of the top/bottom/random selectors.")
-@click.option("--recipe", default=None, metavar="SPEC",
-              help="The recipe to retrain with (default: the one `dmstore train` recorded).")
+@recipe_opt
 def counterfactual_cmd(store, fit_id, n_targets, targets, ks, selectors, trials, seed, removals, recipe):
     """Retrain without each target's top/bottom/random k training examples, or without each set
     of a --removals file (with the recipe that trained the fit's models, plug-ins included), and
@@ -476,15 +485,11 @@ def counterfactual_cmd(store, fit_id, n_targets, targets, ks, selectors, trials,
 @cli.command("support")
 @store_arg
 @click.option("--fit", "fit_id", type=int, required=True, help="The fit whose weights to use (ids: `dmstore info`).")
-@click.option("--n-targets", type=click.IntRange(1), default=None,
-              help="Draw this many of the fit's targets at random [default: 10 when --targets is not given].")
-@click.option("--targets", default=None, metavar="IDS",
-              help="These targets: ids like 1400 or 1400,1500-1510, or a split (test, train).")
+@target_choice_opts
 @click.option("--k", "ks", default="10,20,40,80,160,320,640", show_default=True, help="Search grid.")
 @click.option("--trials", type=click.IntRange(1), default=20, show_default=True, help="Models trained per removal set.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of target sampling and retraining.")
-@click.option("--recipe", default=None, metavar="SPEC",
-              help="The recipe to retrain with (default: the one `dmstore train` recorded).")
+@recipe_opt
 def support_cmd(store, fit_id, n_targets, targets, ks, trials, seed, recipe):
     """Estimate each target's data support by the guided search of Algorithm 1 (grid of k,
     isotonic regression, certification at 1.2x) and store it in `support`.
