@@ -418,7 +418,10 @@ def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, ta
               help="fit and val models train datamodels; eval models only test them.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Processes (one torch thread each).")
-def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers):
+@click.option("--shard", default=None, metavar="K/N",
+              help="Train only the K-th of N disjoint shares of the plan (K = 0..N-1), e.g. from a "
+                   "SLURM array job: the N shards together train exactly the unsharded run's models.")
+def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers, shard):
     """Train many models on alpha-subsets and ingest every finished batch; rerunning the same
     command resumes and never duplicates a model. Creates STORE from the recipe if missing.
 
@@ -426,9 +429,17 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
       dmstore train runs --recipe digits --alpha 0.5 --models 20000 --workers 2
       dmstore train runs --recipe digits --models 500 --repeats 5 --role eval
       dmstore train runs --recipe mypkg.recipes:MyRecipe --models 100
+      dmstore train runs --models 20000 --shard $SLURM_ARRAY_TASK_ID/8      # one of 8 array tasks
     """
     from dmstore.train import train
-    click.echo(train(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers).summary())
+    share = None
+    if shard is not None:
+        k, sep, n = shard.partition("/")
+        if not (sep and k.isdigit() and n.isdigit() and int(k) < int(n)):
+            raise click.BadParameter(f"{shard!r}: expected K/N with 0 <= K < N, e.g. 0/8", param_hint="--shard")
+        share = (int(k), int(n))
+    click.echo(train(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers,
+                     shard=share).summary())
 
 
 def target_choice_opts(f):

@@ -13,6 +13,7 @@ Reading (`reader.Reader`) goes through one snapshot of the log (`log.Snapshot`);
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -71,18 +72,27 @@ class Store(Reader, Writer):
             raise InputError(f"--train-size {train_size} disagrees with {d} train rows in {examples}")
         if d == 0:
             raise InputError("a store needs at least one train example (--train-size D)")
-        root.mkdir(parents=True, exist_ok=True)
+        # built privately beside ROOT and renamed into place: a store appears whole or not at all,
+        # and of concurrent creators (e.g. shard workers) exactly one wins
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = root.parent / f".{root.name}.creating-{L.new_unit_id()}"
+        tmp.mkdir()
         try:
             for sub in (L.BATCHES, L.FITS, L.ANALYSES, L.TMP):
-                (root / sub).mkdir()
-            L.write_parquet(table, root / L.EXAMPLES, "examples")
-            log.init(root, [empty_unit(root, prefix, kinds) for prefix, kinds in EMPTY_UNITS.items()])
+                (tmp / sub).mkdir()
+            L.write_parquet(table, tmp / L.EXAMPLES, "examples")
+            log.init(tmp, [empty_unit(tmp, prefix, kinds) for prefix, kinds in EMPTY_UNITS.items()])
             manifest = new_manifest(d, table.num_rows)
-            write_manifest(root, manifest)   # the manifest appears last: a store is whole or absent
-        except BaseException:
-            if not (root / L.MANIFEST).exists():
-                shutil.rmtree(root, ignore_errors=True)
-            raise
+            write_manifest(tmp, manifest)
+            try:
+                os.rename(tmp, root)   # replaces a missing or empty ROOT only
+            except OSError:
+                if exist_ok and (root / L.MANIFEST).exists():
+                    return cls.open(root, "a")
+                raise StoreError(f"{root}: another process created a store or files here meanwhile; "
+                                 f"open it, or choose a new path") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return cls(root, "a", manifest)
 
     @classmethod

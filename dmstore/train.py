@@ -115,9 +115,11 @@ def _work(args):
 
 def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, batch: int = 500,
           seed: int = 0, experiment: str | None = None, repeats: int = 1, role: str = "fit",
-          workers: int = 1, progress: bool | None = None) -> TrainReport:
+          workers: int = 1, progress: bool | None = None, shard: tuple[int, int] | None = None) -> TrainReport:
     """Train `models` models of `recipe` on α-subsets into the store at `root` (created from the
-    recipe's examples when missing), resuming where an earlier run stopped."""
+    recipe's examples when missing), resuming where an earlier run stopped. `shard` = (K, N)
+    trains only the plan's models k with k mod N = K: N shards (any scheduler, any machines
+    sharing the store) together train exactly the unsharded run's models, model for model."""
     from .store import Store
     from pathlib import Path
     t0 = time.time()
@@ -126,10 +128,12 @@ def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, 
         raise InputError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
     if models < 1 or batch < 1 or repeats < 1 or workers < 1:
         raise InputError("--models, --batch, --repeats and --workers must be >= 1")
+    if shard is not None and not (0 <= shard[0] < shard[1]):
+        raise InputError(f"--shard {shard[0]}/{shard[1]}: K/N needs 0 <= K < N")
     rec = load_recipe(recipe)
     experiment = experiment or rec.name
     if not (Path(root) / "dmstore.json").exists():
-        Store.create(root, examples=rec.examples())
+        Store.create(root, examples=rec.examples(), exist_ok=True)   # shards may race to create it
     store = Store.open(root, "a")
     ex = rec.examples()
     if store.n_examples != ex.num_rows or store.d != int(np.sum(np.asarray(ex["split"].to_pylist()) == "train")):
@@ -141,7 +145,8 @@ def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, 
     src = np.asarray(have["source"].to_pylist(), dtype=object)
     rows = have["source_row"].to_numpy(zero_copy_only=False)
     done = set(rows[src == source].astype(np.int64).tolist()) if rows.size else set()
-    pending = np.array([k for k in range(models) if k not in done], dtype=np.int64)
+    mine = range(models) if shard is None else range(shard[0], models, shard[1])
+    pending = np.array([k for k in mine if k not in done], dtype=np.int64)
     batches = [pending[i:i + batch].tolist() for i in range(0, pending.size, batch)]
     bar = progress_bar(total=pending.size, desc=f"train {rec.name}", unit="model", enabled=progress)
     if workers == 1 or len(batches) <= 1:
@@ -162,7 +167,7 @@ def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, 
         while not q.empty():
             bar.update(q.get())
     bar.close()
-    return TrainReport(int(pending.size), len(done & set(range(models))), time.time() - t0)
+    return TrainReport(int(pending.size), len(done & set(mine)), time.time() - t0)
 
 
 class _InlineBar:

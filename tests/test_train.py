@@ -187,3 +187,35 @@ def test_counterfactual_removals_file_on_a_plug_in_recipe(tmp_path):
     bad.write_text("set_id,target_id\n0,10\n")
     res = CliRunner().invoke(cli, ["counterfactual", str(root), "--fit", str(f), "--removals", str(bad)])
     assert res.exit_code == 1 and "missing column(s) train_id" in res.output
+
+
+def test_three_shards_at_once_equal_one_unsharded_run(tmp_path):
+    """`train --shard K/3` in 3 processes started together on one (not yet existing) store:
+    the same models as one unsharded run — masks, seeds, margins, ids by source row."""
+    import os
+    import subprocess
+    import sys
+    tests = os.path.dirname(__file__)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(tests), os.environ.get("PYTHONPATH", "")]))
+    sharded, whole = tmp_path / "sharded", tmp_path / "whole"
+    args = ["--recipe", "tests.test_train:TINY", "--models", "40", "--batch", "7", "--workers", "1"]
+    procs = [subprocess.Popen([sys.executable, "-m", "dmstore", "-q", "train", str(sharded), *args,
+                               "--shard", f"{k}/3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for k in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert sorted(int(o.split()[1]) for o, _ in outs) == [13, 13, 14]   # trained K-th shares, disjoint
+    train(whole, "tests.test_train:TINY", models=40, batch=7)
+    cols = ["source_row", "seed", "mask_id", "n_included", "role", "source"]
+    a, b = Store.open(sharded), Store.open(whole)
+    ma = a.models("tiny", 0.5, columns=cols + ["model_id"]).sort_by("source_row")
+    mb = b.models("tiny", 0.5, columns=cols + ["model_id"]).sort_by("source_row")
+    assert ma.select(cols).equals(mb.select(cols)) and ma.num_rows == 40
+    oa = np.argsort(a.models("tiny", 0.5, columns=["source_row"])["source_row"].to_numpy())
+    ob = np.argsort(b.models("tiny", 0.5, columns=["source_row"])["source_row"].to_numpy())
+    assert np.array_equal(a.mask_matrix("tiny", 0.5)[oa], b.mask_matrix("tiny", 0.5)[ob])
+    assert np.array_equal(a.margin_matrix("tiny", 0.5)[oa], b.margin_matrix("tiny", 0.5)[ob])
+    r = train(sharded, "tests.test_train:TINY", models=40, batch=7, shard=(1, 3))   # a rerun: nothing left
+    assert (r.trained, r.skipped) == (0, 13)
+    with pytest.raises(InputError, match="0 <= K < N"):
+        train(sharded, "tests.test_train:TINY", models=40, shard=(3, 3))
