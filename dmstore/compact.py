@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from . import layout as L
 from . import log
+from .progress import progress
 from .store import TARGETS_KEY, Store
 from .writer import batch_entry
 
@@ -61,7 +62,7 @@ def _merge(store: Store, sources: list[Path]) -> tuple[dict, L.StagedUnit]:
         raise
 
 
-def compact(store: Store, max_cells: int = 32_000_000, progress=None) -> dict:
+def compact(store: Store, max_cells: int = 32_000_000) -> dict:
     """Merge small batches; returns {'before', 'after': live batches, 'merged': sources merged,
     'skipped': merges dropped because a concurrent commit retired a source}."""
     store._require_writable()
@@ -69,6 +70,7 @@ def compact(store: Store, max_cells: int = 32_000_000, progress=None) -> dict:
     batches = [b for b in base.paths(L.BATCHES) if b.name != L.EMPTY]
     merges = _plan_merges(batches, max_cells)
     merged = skipped = 0
+    bar = progress(total=len(merges), desc="compact", unit="merge")
     for sources in merges:
         entry, unit = _merge(store, sources)
         remove = [f"{L.BATCHES}/{bd.name}" for bd in sources]
@@ -82,7 +84,7 @@ def compact(store: Store, max_cells: int = 32_000_000, progress=None) -> dict:
         except BaseException:
             unit.discard()
             raise
-        if progress is not None:
-            progress(1)
+        bar.update(1)
+    bar.close()
     after = len([b for b in log.snapshot(store.root).paths(L.BATCHES) if b.name != L.EMPTY])
     return {"before": len(batches), "after": after, "merged": merged, "skipped": skipped}

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from . import schema
-from .errors import InputError, QueryError
+from .errors import InputError, QueryError, StoreError
 
 _HEADER = re.compile(r"^--\s*(view|macro|table macro):\s*(\w+)", re.M)
 _REQUIRES = re.compile(r"^--\s*Requires:\s*(\w+)\.(\w+)", re.M)
@@ -90,10 +90,10 @@ def register(con: duckdb.DuckDBPyConnection, files: dict | None = None) -> None:
             except (duckdb.CatalogException, duckdb.BinderException) as e:
                 last = (name, e)
                 continue
-            except duckdb.IOException as e:
-                if "No files found" not in str(e) or name not in schema.TABLES:
-                    raise
-                con.execute(_empty_view(name))  # a relation nothing has written yet
+            except duckdb.IOException as e:   # a file the snapshot names is gone: never an empty view
+                raise StoreError(f"view {name}: a file of this snapshot cannot be read ({str(e).strip()}); "
+                                 f"it was deleted (by `dmstore vacuum` or by hand) — read a newer version "
+                                 f"(see `dmstore log`)") from None
             del pending[name]
             progressed = True
         if not progressed:

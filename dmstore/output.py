@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -97,7 +98,6 @@ def _lines(col: pa.Array, sep: str) -> memoryview:
     if isinstance(joined, pa.ChunkedArray):
         joined = joined.combine_chunks()
     offsets = joined.buffers()[1]
-    import numpy as np
     off = np.frombuffer(offsets, np.int32, count=len(joined) + 1, offset=joined.offset * 4)
     return memoryview(joined.buffers()[2])[off[0]:off[-1]]
 

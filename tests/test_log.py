@@ -96,6 +96,8 @@ def test_vacuum_keeps_what_old_snapshots_read_until_retention(tmp_path):
     assert res.exit_code == 0 and "in 6 unit(s)" in res.output, res.output
     assert counts(st.root) == (60, 60, 60 * 52)
     assert np.array_equal(st.mask_matrix("e", 0.5), s.masks)
+    with pytest.raises(StoreError, match="deleted .*dmstore vacuum.*newer version"):
+        counts(st.root, as_of=before)   # its files are gone: said so, never an empty relation
 
 
 def test_log_and_as_of_on_the_cli(filled, synth):
