@@ -580,18 +580,30 @@ def embed_cmd(store, fit_id, pca, clusters, seed):
 @store_arg
 @click.option("--dialect", type=click.Choice(["duckdb", "spark", "postgres", "bigquery"]), default="duckdb",
               show_default=True, help="SQL dialect to print the views in (sqlglot).")
-@click.option("--view", "views", multiple=True, help="Only these views (repeat the option).")
-def views_cmd(store, dialect, views):
-    """Print the view definitions in another SQL dialect (sqlglot), reading this store's files;
-    exits 1 naming each view and function that would not translate faithfully.
+@click.option("--view", "views", multiple=True,
+              help="Only these views (repeat the option); with --dialect spark, only these analytics.")
+@click.option("--location", metavar="URI",
+              help="--dialect spark: where Spark reads the store's files (file://, hdfs://, s3a://…); "
+                   "default the store's own directory.")
+@click.option("--as-of", "as_of", type=int, metavar="VERSION", help="A past snapshot (see `dmstore log`).")
+def views_cmd(store, dialect, views, location, as_of):
+    """Print the view definitions in another SQL dialect (sqlglot), reading the files of the
+    store's latest snapshot (or --as-of VERSION); exits 1 naming each view and function that
+    would not translate faithfully.
+
+    With --dialect spark it prints one runnable Spark SQL script: every relation as a temporary
+    view, the in_mask function, then every analytic as a query with named parameters (bind them
+    with spark.sql(text, args={...}); in Python, dmstore.spark.register does all of it).
 
     \b
-      dmstore views runs --dialect spark --view margins --view fits --view datamodels
+      dmstore views runs --dialect spark > runs.sql
+      dmstore views runs --dialect spark --location s3a://bucket/runs --view topk_neighbors
+      dmstore views runs --dialect postgres --view datamodels
     """
-    from dmstore import Store
     from dmstore.dialects import view_sql
-    Store.open(store)
-    click.echo(view_sql(store, dialect, list(views) or None), nl=False)
+    if location and dialect != "spark":
+        raise click.UsageError("--location works with --dialect spark only")
+    click.echo(view_sql(store, dialect, list(views) or None, as_of=as_of, location=location), nl=False)
 
 
 def _target_choice(store, n_targets, targets):

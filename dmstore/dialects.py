@@ -45,14 +45,25 @@ def _problems(tree: exp.Expression, dialect: str) -> list[str]:
     return sorted(set(found))
 
 
-def view_sql(store_root, dialect: str, views: list[str] | None = None) -> str:
+def view_sql(store_root, dialect: str, views: list[str] | None = None, as_of: int | None = None,
+             location: str | None = None) -> str:
     """CREATE VIEW statements of the store's views in `dialect`, reading the files of the store's
-    latest snapshot at their absolute paths. Raises QueryError naming every (view, function) that would not translate."""
+    latest snapshot (or version `as_of`) at their absolute paths. Raises QueryError naming every
+    (view, function) that would not translate. For Spark: the whole script of
+    `spark_sql.script` (relations, functions and parameterized analytics) over the files at
+    `location` (a URI; default the store's directory); `views` then selects analytics."""
     if dialect not in DIALECTS:
         raise InputError(f"--dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
+    if location and dialect != "spark":
+        raise InputError("--location works with --dialect spark only")
     from .store import Store
-    snap = Store.open(store_root).snapshot()
+    snap = Store.open(store_root, "r", as_of=as_of).snapshot()
     root_path = Path(store_root).resolve()
+    if dialect == "spark":
+        import pyarrow.parquet as pq
+        from . import spark_sql
+        return spark_sql.script(snap, location or root_path.as_uri(),
+                                pq.read_schema(root_path / "examples.parquet").names, views)
     root = str(root_path).replace("'", "''")
     quote = lambda f: "'" + f.replace("'", "''") + "'"  # noqa: E731
     file_lists = {rel: "[" + ", ".join(quote(f) for f in snap.files(rel, root_path)) + "]"

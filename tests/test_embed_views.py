@@ -56,16 +56,21 @@ def test_views_dialects(fitted):
     st, fid = fitted
     duck = view_sql(st.root, "duckdb")
     assert "CREATE OR REPLACE VIEW models" in duck and str(st.root.resolve()) in duck
-    spark = view_sql(st.root, "spark", ["margins", "fits", "datamodels"])
-    assert "parquet.`" in spark and "CREATE OR REPLACE VIEW datamodels" in spark
+    spark = view_sql(st.root, "spark", ["topk_neighbors"])   # run in Spark by tests/test_spark.py
+    assert "CREATE OR REPLACE TEMPORARY VIEW datamodels" in spark and "-- analytic: topk_neighbors" in spark
+    assert "-- analytic: leakage(" not in spark
+    with pytest.raises(QueryError, match=r"unknown view or macro 'nope'"):
+        view_sql(st.root, "spark", ["nope"])
     with pytest.raises(QueryError, match=r"models: CAST\(… AS BIT\)"):
-        view_sql(st.root, "spark", ["models"])
+        view_sql(st.root, "bigquery", ["models"])
     with pytest.raises(QueryError, match=r"margins: read_parquet\(\)"):
         view_sql(st.root, "postgres", ["margins"])
     r = CliRunner().invoke(cli, ["views", str(st.root), "--dialect", "bigquery", "--view", "models"])
     assert r.exit_code == 1 and "models" in r.output and "BIT" in r.output
     r = CliRunner().invoke(cli, ["views", str(st.root), "--dialect", "spark", "--view", "fits"])
     assert r.exit_code == 0 and "VIEW fits" in r.output
+    r = CliRunner().invoke(cli, ["views", str(st.root), "--location", "s3a://b/x"])
+    assert r.exit_code == 2 and "--dialect spark" in r.output
     r = CliRunner().invoke(cli, ["views", str(st.root), "--dialect", "oracle"])
     assert r.exit_code == 2
 
