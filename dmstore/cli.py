@@ -384,21 +384,45 @@ def export(store, relation, sql, fmt, out, partition_by, overwrite, tables, para
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of fit models held out for lambda selection when the store has no val models.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split.")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Fit only the K-th of N shares of the targets (K = 0..N-1), e.g. from a SLURM array "
+                   "job; needs --run. The N shards form one fit.")
+@click.option("--run", "run_name", default=None, metavar="NAME",
+              help="Name of the sharded run this shard belongs to (the same for all N shards).")
 def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, targets, device, dtype,
-            keep_path, tol, max_iter, val_fraction, seed):
+            keep_path, tol, max_iter, val_fraction, seed, shard, run_name):
     """Fit one datamodel per target example, all sharing the mask matrix, and write the fits
     and weights tables.
+
+    With --shard K/N --run NAME, N processes (any machines sharing the store) each fit a share
+    of the targets; together they form one fit with one fit_id, which appears in fit_runs when
+    the last shard commits. Each shard reads the store version the run started at, commits
+    atomically, and is skipped when rerun after it committed.
 
     \b
       dmstore fit runs --experiment cifar10 --alpha 0.5
       dmstore fit runs --experiment cifar10 --alpha 0.5 --targets train --lambdas 15 --keep-path
       dmstore fit runs --experiment cifar10 --alpha 0.5 --estimator diff_means
+      dmstore fit runs --experiment cifar10 --alpha 0.5 --shard $SLURM_ARRAY_TASK_ID/8 --run lasso-a50
     """
     from dmstore import Store
     from dmstore.fit import fit
+    from dmstore.sharding import parse_shard
+    if (shard is None) != (run_name is None):
+        raise click.UsageError("--shard K/N and --run NAME go together")
+    share = None
+    if shard is not None:
+        try:
+            share = parse_shard(shard)
+        except Exception as e:
+            raise click.BadParameter(str(e), param_hint="--shard") from None
     r = fit(Store.open(store, "a"), experiment, alpha, estimator, targets, n_lambdas, lambda_min_ratio,
-            device, dtype, keep_path, tol, max_iter, val_fraction, seed)
-    click.echo(r.summary())
+            device, dtype, keep_path, tol, max_iter, val_fraction, seed, shard=share, run=run_name)
+    if share is not None:
+        click.echo(f"run {run_name} shard {share[0]}/{share[1]}: " + (
+            "already committed, not fitted again" if r.reused else r.summary()))
+    else:
+        click.echo(r.summary())
 
 
 @cli.command("train")

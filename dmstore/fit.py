@@ -305,9 +305,13 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         n_lambdas: int = 30, lambda_min_ratio: float = 1e-3, device: str = "auto",
         dtype: str = "float32", keep_path: bool = False, tol: float = 1e-6, max_iter: int = 1000,
         val_fraction: float = 0.1, seed: int = 0, block_size: int | None = None,
-        progress: bool | None = None, reuse: bool = False) -> FitResult:
+        progress: bool | None = None, reuse: bool = False, shard: tuple[int, int] | None = None,
+        run: str | None = None) -> FitResult:
     """Fit datamodels for `targets` ('test' | 'train' | 'all' | ids) of (experiment, alpha) and
-    write them into the store. See the module docstring for the objective and the procedure."""
+    write them into the store. See the module docstring for the objective and the procedure.
+    `shard` = (K, N) with `run` = NAME fits the K-th of N shares of the targets as part of the one
+    fit (one fit_id) that run NAME's N shards form together (see `dmstore.sharding`); a shard
+    already committed is not fitted again."""
     t0 = time.time()
     store._require_writable()
     if estimator not in ESTIMATORS:
@@ -323,6 +327,10 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     alpha = check_alpha(alpha)
     dev = resolve_device(device)
     dt = torch.float32 if dtype == "float32" else torch.float64
+    if (shard is None) != (run is None):
+        raise InputError("--shard K/N and --run NAME go together: name the run the N shards form")
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise InputError(f"--shard {shard[0]}/{shard[1]}: K/N needs 0 <= K < N")
     store = store.pinned()   # every read of this fit sees one version of the store
     tids = store.resolve_targets(targets)
     d = store.d
@@ -346,7 +354,20 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
                   lambda_min_ratio=lambda_min_ratio, tol=tol, max_iter=max_iter, dtype=dtype,
                   device=device, keep_path=keep_path, val_fraction=val_fraction, seed=seed,
                   block_size=block_size, dmstore=__version__)
-    if reuse:
+    rec = None
+    if run is not None:
+        from . import sharding
+        rec = sharding.open_run(store, run, params, shard[1])
+        if rec["version"] != store.as_of:   # every shard reads the version the run started at
+            return fit(store.pinned(rec["version"]), experiment, alpha, estimator, targets, n_lambdas,
+                       lambda_min_ratio, device, dtype, keep_path, tol, max_iter, val_fraction, seed,
+                       block_size, progress, False, shard, run)
+        done = sharding._done(_latest(store), run)
+        if shard[0] in done:
+            return _shard_result(rec, done[shard[0]], estimator, n_fit, n_val)
+        tids = sharding.shard_targets(tids, shard)
+        test_t, train_t = tids[tids >= d], tids[tids < d]
+    elif reuse:
         done = _same_fit(store, params, n_fit, n_val)
         if done is not None:
             return done
@@ -390,7 +411,7 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         _collect(fit_rows, weight_parts, rows, weights, block_t)
     bar.close()
     preds = _eval_predictions(store, experiment, alpha, fit_rows, weight_parts, dev, dt)
-    result = _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, dict(
+    result = _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, rec, shard, dict(
         n_fit=n_fit, n_val=n_val, val_source=val_source, n_targets=int(tids.size),
         n_lambdas=opts["n_lambdas"], lambda_min_ratio=lambda_min_ratio if estimator in PATH_ESTIMATORS else None,
         tol=tol if estimator == "lasso" else None, max_iter=max_iter, dtype=dtype, device=str(dev),
@@ -484,7 +505,18 @@ def _eval_predictions(store, experiment, alpha, fit_rows, weight_parts, dev, dt)
                      "predicted": pv[o]})
 
 
-def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, run, t0) -> FitResult:
+def _latest(store):
+    from . import log
+    return log.snapshot(store.root)
+
+
+def _shard_result(rec, entry, estimator, n_fit, n_val) -> FitResult:
+    s = entry["stats"]
+    return FitResult(rec["fit_id"], estimator, s["n_targets"], n_fit, n_val, s["n_not_converged"],
+                     s["max_rel_gap"] or 0.0, s["wall_time_s"], s["device"], [], reused=True)
+
+
+def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, rec, shard, run, t0) -> FitResult:
     cat = lambda k: np.concatenate([r[k] for r in fit_rows]) if fit_rows else np.zeros(0)  # noqa: E731
     fits = {k: cat(k) for k in ("target_id", "lam", "bias", "train_mse", "val_mse", "nnz", "selected",
                                 "n_models", "rel_gap", "n_iter", "converged")}
@@ -544,6 +576,20 @@ def _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, r
             }),
             "eval_predictions": preds.add_column(0, "fit_id", pa.array(ids(preds.num_rows))),
         }
-    fit_id = commit_fit(store, tables, {"experiment": experiment, "alpha": alpha, "estimator": estimator})
+    if rec is not None:   # one shard of a run: its targets now, the run's fit_runs row when complete
+        from . import sharding
+        t = tables(rec["fit_id"])
+        run_row = t.pop("fit_runs")
+        params = dict(run["params"], run=rec["run"], n_shards=shard[1])
+        run_row = run_row.set_column(run_row.schema.get_field_index("params"), "params",
+                                     pa.array([json.dumps(params, sort_keys=True)]))
+        run_row = run_row.set_column(run_row.schema.get_field_index("n_targets"), "n_targets",
+                                     pa.array([0], run_row.schema.field("n_targets").type))
+        stats = {"n_targets": int(np.unique(fits["target_id"]).size), "wall_time_s": wall,
+                 "n_not_converged": int((~conv).sum()), "max_rel_gap": max_gap, "device": run["device"]}
+        sharding.commit_shard(store, rec, shard, t, run_row, stats)
+        fit_id = rec["fit_id"]
+    else:
+        fit_id = commit_fit(store, tables, {"experiment": experiment, "alpha": alpha, "estimator": estimator})
     return FitResult(fit_id, estimator, run["n_targets"], run["n_fit"], run["n_val"], int((~conv).sum()),
                      max_gap if max_gap is not None else 0.0, wall, run["device"], not_conv)

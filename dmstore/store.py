@@ -122,10 +122,10 @@ class Store(Reader, Writer):
             self._snap = log.snapshot(self.root, latest)
         return self._snap
 
-    def pinned(self) -> "Store":
-        """This store pinned to its current version: every read sees the same snapshot (writes
-        still commit after the latest version)."""
-        s = Store(self.root, self.mode, self.manifest, self.snapshot().version)
+    def pinned(self, version: int | None = None) -> "Store":
+        """This store pinned to its current version (or `version`): every read sees the same
+        snapshot (writes still commit after the latest version)."""
+        s = Store(self.root, self.mode, self.manifest, self.snapshot().version if version is None else version)
         s._examples = self._examples
         return s
 

@@ -356,13 +356,13 @@ def commit_unit(store, prefix: str, tables: dict, operation: str, entry: dict | 
 
 
 def commit_fit(store, tables, info: dict) -> int:
-    """Commit one fit unit: `tables(fit_id)` gives its tables for a fit id; the id is the next
-    after the latest snapshot's, and a concurrent fit that took it first makes us take the next.
-    Returns the fit id."""
+    """Commit one fit unit: `tables(fit_id)` gives its tables for a fit id, reserved first
+    (`sharding.reserve_fit_id`: unique across concurrent fits and sharded runs). Returns the fit id."""
+    from .sharding import reserve_fit_id
     for _ in range(MAX_RETRIES):
-        fit_id = 1 + max((e.get("fit_id", 0) for e in log.snapshot(store.root).units.values()), default=0)
+        fit_id = reserve_fit_id(store.root, "fit")
 
-        def check(commit, fit_id=fit_id):
+        def check(commit, fit_id=fit_id):   # a writer of an older dmstore that reserves no ids
             if any(e.get("fit_id") == fit_id for e in commit.get("add", [])):
                 raise log.CommitConflict(f"fit id {fit_id} was committed meanwhile")
         try:

@@ -236,3 +236,18 @@ def test_views_script_runs_in_spark_at_another_location(seeded, spark, tmp_path)
                      "script topk_neighbors")
     cols, rows = _duck(con, "SELECT * FROM estimator_comparison")
     assert_same_rows(cols, rows, spark.table("estimator_comparison"), "script estimator_comparison")
+
+
+def test_readme_spark_example_runs(seeded, spark, capsys):
+    """The README's Spark example, on the seeded store (fit 1 is its LASSO fit)."""
+    import re
+    from pathlib import Path
+    st, lasso, dm = seeded
+    assert lasso == 1
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    sec = text[text.index("## Beyond one machine"):]
+    code = re.search(r"```python\n(.*?)```", sec, re.S).group(1)
+    assert 'register(spark, "runs")' in code
+    exec(compile(code.replace('"runs"', repr(str(st.root))), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "target_label" in out and "lasso" in out and "diff_means" in out
