@@ -33,7 +33,7 @@ from .writer import commit_fit
 from . import __version__
 from .errors import InputError
 from .solvers import Problem, cg_solve, ones_null, gram_matvec, lasso_solve, lipschitz_gram, lipschitz_power
-from .stats import Stats, split_val
+from .stats import Stats, center_gram_, split_val
 from .validate import check_alpha
 from .progress import progress as progress_bar
 
@@ -87,43 +87,87 @@ def resolve_device(device: str) -> torch.device:
 
 
 # ----------------------------------------------------------------------------- block data
-class GramBlock:
-    """Test targets of one block: everything comes from streamed sufficient statistics."""
+class ValRows:
+    """The validation models of a block: masks kept packed (uint8 [m_v, ⌈d/8⌉], 1 bit per
+    entry) and margins Y [m_v, n]; products unpack ≤ 64 MB of rows at a time."""
 
-    def __init__(self, S_fit: Stats, S_val: Stats, G_cache: dict, dtype):
+    def __init__(self, packed: np.ndarray, Y: torch.Tensor, d: int, dev, dt):
+        self.packed, self.Y, self.d, self.dev, self.dt = packed, Y, d, dev, dt
+        self.m = packed.shape[0]
+        self.step = int(max(64, (16 << 20) // max(d, 1)))
+
+    def chunks(self, mu: torch.Tensor):
+        """(lo, hi, X − μ [rows, d]) in the compute dtype."""
+        for lo in range(0, self.m, self.step):
+            hi = min(self.m, lo + self.step)
+            X = torch.as_tensor(np.unpackbits(self.packed[lo:hi], axis=1, count=self.d)).to(self.dev, self.dt)
+            yield lo, hi, X.sub_(mu)
+
+    def gram_matvec(self, W: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """(X − μ)ᵀ (X − μ) W  [d, n]."""
+        out = torch.zeros_like(W)
+        for _, _, Xc in self.chunks(mu):
+            out.addmm_(Xc.T, Xc @ W)
+        return out
+
+    def mse(self, W: torch.Tensor, mu: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Mean over the rows of (y − ȳ − (x − μ)ᵀw)², per column [n]."""
+        tot = torch.zeros(W.shape[1], dtype=W.dtype, device=W.device)
+        for lo, hi, Xc in self.chunks(mu):
+            err = (self.Y[lo:hi] - yb) - Xc @ W
+            tot += (err * err).sum(0)
+        return tot / max(self.m, 1)
+
+
+class GramBlock:
+    """Test targets of one block, from streamed sufficient statistics: one centred float Gram
+    of the fit models G_f [d, d] (shared by every block), the val models' packed rows, and
+    [d, n] vectors. The fit + val problem needs no second Gram:
+        m_a G_a = m_f G_f + (X_v − μ_v)ᵀ(X_v − μ_v) + (m_f m_v / m_a) δδᵀ,   δ = μ_f − μ_v."""
+
+    def __init__(self, S_fit: Stats, S_val: Stats, val: ValRows | None, G: torch.Tensor, L_fit: float, dtype):
         self.S = {"fit": S_fit, "val": S_val}
-        self.S["all"] = S_fit + S_val if S_val is not None and S_val.m else S_fit
-        self.cache, self.dtype = G_cache, dtype
+        self.has_val = S_val is not None and S_val.m > 0
+        self.S["all"] = S_fit + S_val if self.has_val else S_fit
+        self.G, self.L_fit, self.val, self.dtype = G, L_fit, val, dtype
         self.n = S_fit.xy.shape[1]
+        self._all = None
 
     def center(self, group):
         mu, yb = self.S[group].means()
         return mu.to(self.dtype)[:, None], yb.to(self.dtype)
 
+    def _all_matvec(self):
+        if self._all is None:
+            mf, mv = self.S["fit"].m, self.S["val"].m
+            ma = mf + mv
+            mu_v = (self.S["val"].sx / mv).to(self.dtype)
+            delta = (self.S["fit"].sx / mf - self.S["val"].sx / mv).to(self.dtype)
+            c = mf * mv / ma
+            gm = gram_matvec(self.G)
+
+            def mv_all(W, cols):
+                return (mf * gm(W, cols) + self.val.gram_matvec(W, mu_v) + c * delta[:, None] * (delta @ W)) / ma
+            L = float(lipschitz_power(mv_all, self.G.shape[0], 1, self.G[:, :1], iters=30)[0]) * 1.05
+            self._all = (mv_all, L)
+        return self._all
+
     def problem(self, group) -> Problem:
-        key = ("G", group)
-        G, C, s = self.S[group].centered(gram=key not in self.cache)
-        if key not in self.cache:
-            self.cache[key] = G.to(self.dtype)
-            self.cache[("L", group)] = lipschitz_gram(self.cache[key])
-        Gd = self.cache[key]
-        L_ = torch.full((self.n,), self.cache[("L", group)], dtype=self.dtype, device=Gd.device)
-        return Problem(gram_matvec(Gd), C.to(self.dtype), s.to(self.dtype), L_)
+        _, C, s = self.S[group].centered(gram=False)
+        if group == "all" and self.has_val:
+            mv, L = self._all_matvec()
+        else:
+            mv, L = gram_matvec(self.G), self.L_fit
+        L_ = torch.full((self.n,), L, dtype=self.dtype, device=self.G.device)
+        return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_)
 
     def n_models(self, group):
         return np.full(self.n, self.S[group].m)
 
     def val_mse(self, W, mu, yb):
-        Sv = self.S["val"]
-        if Sv is None or not Sv.m:
+        if not self.has_val:
             return None
-        key = ("Gv",)
-        Gv, Cv, sv = Sv.centered(mu[:, 0].double(), yb.double(), gram=key not in self.cache)
-        if key not in self.cache:
-            self.cache[key] = Gv.to(self.dtype)
-        Gv = self.cache[key]
-        Cv, sv = Cv.to(self.dtype), sv.to(self.dtype)
-        return (sv - 2 * (Cv * W).sum(0) + (W * gram_matvec(Gv)(W, None)).sum(0)).clamp_min(0)
+        return self.val.mse(W, mu[:, 0], yb)
 
     def diff_means(self, group):
         S = self.S[group]
@@ -389,16 +433,17 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         need_rows = bi == 0 and train_t.size > 0
         if block_t.size == 0 and not need_rows:
             continue
-        S_fit, S_val, rows_data_b = _scan(store, experiment, alpha, block_t, train_t if need_rows else None,
-                                          val_ids, dev, dt, correct, need_gram=bi == 0)
+        S_fit, S_val, val_rows, rows_data_b = _scan(store, experiment, alpha, block_t,
+                                                    train_t if need_rows else None, val_ids, dev, dt,
+                                                    correct, need_gram=bi == 0 and block_t.size > 0)
         if need_rows:
             rows_data = rows_data_b
-        if bi == 0:
-            cache["xx_fit"], cache["xx_val"] = S_fit.xx, S_val.xx
-        else:
-            S_fit.xx, S_val.xx = cache["xx_fit"], cache["xx_val"]
+        if S_fit.xx is not None:   # the one d×d matrix of the fit: centred in place, kept for every block
+            cache["G"] = center_gram_(S_fit.xx, S_fit.sx, S_fit.m)
+            cache["L"] = lipschitz_gram(cache["G"])
+            S_fit.xx = None
         if block_t.size:
-            block = GramBlock(S_fit, S_val, cache, dt)
+            block = GramBlock(S_fit, S_val, val_rows, cache["G"], cache["L"], dt)
             rows, weights, _ = _solve_block(block, estimator, opts, bar)
             _collect(fit_rows, weight_parts, rows, weights, block_t)
             del block
@@ -426,18 +471,20 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
 
 
 def _scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, need_gram):
-    """One streaming pass: Stats for fit/val models on `gram_t`, and (when `row_t` is given) the
-    in-memory X (0/1, compute dtype) and Y of fit/val models for the eq. 9 solver."""
+    """One streaming pass over the fit and val models: Stats (vectors; plus the raw Gram ΣxxT of
+    the fit models in the compute dtype when `need_gram`) on `gram_t`, the val models' packed
+    masks and margins (ValRows), and (when `row_t` is given) the in-memory X (0/1, compute dtype)
+    and Y of fit/val models for the eq. 9 solver. Row chunks stay ≤ 64 MB as floats."""
     d = store.d
     both = np.union1d(gram_t, row_t) if row_t is not None else gram_t
     gpos = np.searchsorted(both, gram_t)
     rpos = np.searchsorted(both, row_t) if row_t is not None else None
-    S = {g: Stats.zeros(d, gram_t.size, dev, gram=need_gram) for g in ("fit", "val")}
-    if need_gram and dt == torch.float32:
-        for g in S:  # 0/1 counts are exact in float32 up to 2**24 models
-            S[g].xx = S[g].xx.float()
+    S = {"fit": Stats.zeros(d, gram_t.size, dev, gram=need_gram, gram_dtype=dt),
+         "val": Stats.zeros(d, gram_t.size, dev, gram=False)}
     Xs, Ys = {"fit": [], "val": []}, {"fit": [], "val": []}
-    for ch in store.iter_chunks(experiment, alpha, role=["fit", "val"], targets=both, max_rows=4096):
+    vpacked, vY = [], []
+    max_rows = int(min(4096, max(256, (16 << 20) // max(d, 1))))
+    for ch in store.iter_chunks(experiment, alpha, role=["fit", "val"], targets=both, max_rows=max_rows):
         isval = np.isin(ch["model_ids"], val_ids, assume_unique=True)
         Yall = ch["margins"]
         if correct:
@@ -447,18 +494,26 @@ def _scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, ne
                 continue
             X = torch.as_tensor(ch["masks"][sel]).to(device=dev, dtype=dt)
             if gram_t.size:
-                Y = torch.as_tensor(np.ascontiguousarray(Yall[sel][:, gpos])).to(device=dev, dtype=dt)
+                Yg = np.ascontiguousarray(Yall[sel][:, gpos])
+                Y = torch.as_tensor(Yg).to(device=dev, dtype=dt)
                 S[g].add(X, Y)
+                if g == "val":
+                    vpacked.append(np.packbits(ch["masks"][sel], axis=1))
+                    vY.append(Y)
             else:
                 S[g].m += X.shape[0]
             if row_t is not None:
                 Xs[g].append(X)
                 Ys[g].append(torch.as_tensor(np.ascontiguousarray(Yall[sel][:, rpos])).to(device=dev, dtype=dt))
+            del X
+    val = None
+    if vpacked:
+        val = ValRows(np.concatenate(vpacked), torch.cat(vY), d, dev, dt)
     rows = None
     if row_t is not None:
         cat = lambda xs, w: torch.cat(xs) if xs else torch.zeros(0, w, dtype=dt, device=dev)  # noqa: E731
         rows = ({g: cat(Xs[g], d) for g in Xs}, {g: cat(Ys[g], row_t.size) for g in Ys})
-    return S["fit"], S["val"], rows
+    return S["fit"], S["val"], val, rows
 
 
 def _collect(fit_rows, weight_parts, rows, weights, block_t):

@@ -50,9 +50,16 @@ def gram_matvec(G: torch.Tensor, sparse_below: float = 0.5) -> Matvec:
         if na == 0:
             return torch.zeros_like(W)
         FLOPS["matvec"] += 2 * d * min(na, d) * W.shape[1] if na < sparse_below * d else 2 * d * d * W.shape[1]
-        if na < sparse_below * d:
+        if na < sparse_below * d:   # gather the active columns of G, ≤ 64 MB at a time
             idx = active.nonzero().squeeze(1)
-            return G.index_select(1, idx) @ W.index_select(0, idx)
+            step = max(256, (16 << 20) // max(d, 1))
+            if idx.numel() <= step:
+                return G.index_select(1, idx) @ W.index_select(0, idx)
+            out = torch.zeros_like(W)
+            for lo in range(0, idx.numel(), step):
+                j = idx[lo:lo + step]
+                out.addmm_(G.index_select(1, j), W.index_select(0, j))
+            return out
         return G @ W
     return mv
 

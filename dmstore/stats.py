@@ -24,16 +24,20 @@ class Stats:
     yy: torch.Tensor      # [n]
 
     @classmethod
-    def zeros(cls, d: int, n: int, device, gram: bool = True) -> "Stats":
+    def zeros(cls, d: int, n: int, device, gram: bool = True, gram_dtype=torch.float64) -> "Stats":
+        """Empty statistics; the Gram (when `gram`) in `gram_dtype`: float32 holds 0/1 counts
+        exactly up to 2²⁴ models, at half the memory."""
         z = lambda *s: torch.zeros(*s, dtype=torch.float64, device=device)  # noqa: E731
-        return cls(0, z(d), z(d, d) if gram else None, z(d, n), z(n), z(n))
+        xx = torch.zeros(d, d, dtype=gram_dtype, device=device) if gram else None
+        return cls(0, z(d), xx, z(d, n), z(n), z(n))
 
     def add(self, X: torch.Tensor, Y: torch.Tensor) -> None:
-        """X: 0/1 [c, d] in the compute dtype; Y: [c, n]. ΣxxT in float32 is exact for m < 2²⁴."""
+        """X: 0/1 [c, d] in the compute dtype; Y: [c, n]. ΣxxT is accumulated in place (no d×d
+        temporary); in float32 it is exact for m < 2²⁴ (every partial sum is an integer)."""
         self.m += X.shape[0]
         self.sx += X.sum(0, dtype=torch.float64)
         if self.xx is not None:
-            self.xx += (X.T @ X).double()
+            self.xx.addmm_(X.T.to(self.xx.dtype), X.to(self.xx.dtype))
         self.xy += (X.T @ Y).double()
         Yd = Y.double()
         self.sy += Yd.sum(0)
@@ -61,6 +65,19 @@ class Stats:
         C = (self.xy - torch.outer(self.sx, ybar) - torch.outer(mu, self.sy) + m * torch.outer(mu, ybar)) / m
         s = (self.yy - 2 * ybar * self.sy + m * ybar * ybar) / m
         return G, C, s
+
+
+def center_gram_(xx: torch.Tensor, sx: torch.Tensor, m: int) -> torch.Tensor:
+    """Turn the raw Gram ΣxxT [d, d] into the centred Σ(x−μ)(x−μ)ᵀ/m in place (μ = sx/m), row
+    block by row block in float64 (≤ 64 MB of temporaries), so each entry is rounded once."""
+    d = xx.shape[0]
+    step = max(1, (8 << 20) // max(d, 1))
+    mu = sx.to(torch.float64) / m
+    for lo in range(0, d, step):
+        blk = xx[lo:lo + step].to(torch.float64)
+        blk -= torch.outer(sx[lo:lo + step].to(torch.float64), mu)
+        xx[lo:lo + step] = (blk / m).to(xx.dtype)
+    return xx
 
 
 def split_val(model_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
