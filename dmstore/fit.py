@@ -11,8 +11,9 @@ Test targets share one Gram matrix, accumulated by streaming row chunks of the s
 Train targets follow paper eq. 9: models whose mask contains the target are excluded from its
 regression, so every train target has its own row set. That is solved exactly in data space:
 H_j W = Xᵀ(E_j ⊙ (X w − μ_jᵀw)) / m_j with E_j the 0/1 eligibility of each model for target j —
-two products with the mask matrix per iteration instead of one with the Gram matrix, and the fit
-rows of the mask matrix held in memory (as 0/1 in the compute dtype).
+two products with the mask matrix per iteration instead of one with the Gram matrix; the fit
+rows of the mask matrix are held packed (1 bit per entry) and unpacked chunk by chunk inside
+each product (PackedRows), so X costs m·d/8 bytes, not m·d·4.
 
 λ is chosen per target by MSE on validation models (role 'val', or a seeded hash split of the
 fit models when the store has none), then the target is refit on fit + val models at that λ,
@@ -87,34 +88,83 @@ def resolve_device(device: str) -> torch.device:
 
 
 # ----------------------------------------------------------------------------- block data
-class ValRows:
-    """The validation models of a block: masks kept packed (uint8 [m_v, ⌈d/8⌉], 1 bit per
-    entry) and margins Y [m_v, n]; products unpack ≤ 64 MB of rows at a time."""
+ROW_CACHE_BYTES = 512 << 20   # mask rows below this (as floats) stay unpacked between products
+CHUNK_BYTES = 64 << 20        # else each product unpacks chunks of rows of this size (as float32)
 
-    def __init__(self, packed: np.ndarray, Y: torch.Tensor, d: int, dev, dt):
-        self.packed, self.Y, self.d, self.dev, self.dt = packed, Y, d, dev, dt
+
+class PackedRows:
+    """0/1 model rows as packed bits (uint8 [m, ⌈d/8⌉], 1 bit per entry): products unpack ≤ 64 MB
+    of rows at a time, so memory does not grow with m·d·4 (rows that fit in ROW_CACHE_BYTES as
+    floats are unpacked once instead)."""
+
+    def __init__(self, packed: np.ndarray, d: int, dev, dt):
+        self.packed, self.d, self.dev, self.dt = packed, d, dev, dt
         self.m = packed.shape[0]
-        self.step = int(max(64, (16 << 20) // max(d, 1)))
+        self.step = int(max(1, CHUNK_BYTES // (4 * max(d, 1))))
+        size = 4 if dt == torch.float32 else 8
+        self._whole = self._unpack(0, self.m) if self.m * d * size <= ROW_CACHE_BYTES else None
 
-    def chunks(self, mu: torch.Tensor):
-        """(lo, hi, X − μ [rows, d]) in the compute dtype."""
+    def _unpack(self, lo, hi):
+        return torch.as_tensor(np.unpackbits(self.packed[lo:hi], axis=1, count=self.d)).to(self.dev, self.dt)
+
+    def concat(self, other: "PackedRows") -> "PackedRows":
+        return PackedRows(np.concatenate([self.packed, other.packed]), self.d, self.dev, self.dt)
+
+    def chunks(self):
+        """(lo, hi, X [rows, d]) in the compute dtype."""
+        if self._whole is not None:
+            yield 0, self.m, self._whole
+            return
         for lo in range(0, self.m, self.step):
             hi = min(self.m, lo + self.step)
-            X = torch.as_tensor(np.unpackbits(self.packed[lo:hi], axis=1, count=self.d)).to(self.dev, self.dt)
-            yield lo, hi, X.sub_(mu)
+            yield lo, hi, self._unpack(lo, hi)
+
+    def cols(self, t: np.ndarray) -> torch.Tensor:
+        """X[:, t]  [m, len(t)] in the compute dtype, read from the packed bits."""
+        bits = (self.packed[:, t // 8] >> (7 - t % 8).astype(np.uint8)) & 1
+        return torch.as_tensor(bits).to(self.dev, self.dt)
+
+    def matmul(self, W: torch.Tensor) -> torch.Tensor:
+        """X W  [m, n]."""
+        out = torch.empty(self.m, W.shape[1], dtype=W.dtype, device=W.device)
+        for lo, hi, X in self.chunks():
+            torch.matmul(X, W, out=out[lo:hi])
+        return out
+
+    def rmatmul(self, R: torch.Tensor) -> torch.Tensor:
+        """Xᵀ R  [d, n]."""
+        out = torch.zeros(self.d, R.shape[1], dtype=R.dtype, device=R.device)
+        for lo, hi, X in self.chunks():
+            out.addmm_(X.T, R[lo:hi])
+        return out
+
+    def normal_matvec(self, W: torch.Tensor, f) -> torch.Tensor:
+        """Xᵀ f(lo, hi, X W) [d, n], one unpacking of each row chunk."""
+        out = torch.zeros(self.d, W.shape[1], dtype=W.dtype, device=W.device)
+        for lo, hi, X in self.chunks():
+            out.addmm_(X.T, f(lo, hi, X @ W))
+        return out
+
+
+class ValRows:
+    """The validation models of a block: masks packed (PackedRows) and margins Y [m_v, n]."""
+
+    def __init__(self, rows: "PackedRows", Y: torch.Tensor):
+        self.rows, self.Y, self.m = rows, Y, rows.m
 
     def gram_matvec(self, W: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """(X − μ)ᵀ (X − μ) W  [d, n]."""
         out = torch.zeros_like(W)
-        for _, _, Xc in self.chunks(mu):
+        for _, _, X in self.rows.chunks():
+            Xc = X - mu
             out.addmm_(Xc.T, Xc @ W)
         return out
 
     def mse(self, W: torch.Tensor, mu: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Mean over the rows of (y − ȳ − (x − μ)ᵀw)², per column [n]."""
         tot = torch.zeros(W.shape[1], dtype=W.dtype, device=W.device)
-        for lo, hi, Xc in self.chunks(mu):
-            err = (self.Y[lo:hi] - yb) - Xc @ W
+        for lo, hi, X in self.rows.chunks():
+            err = (self.Y[lo:hi] - yb) - (X - mu) @ W
             tot += (err * err).sum(0)
         return tot / max(self.m, 1)
 
@@ -125,7 +175,7 @@ class GramBlock:
     [d, n] vectors. The fit + val problem needs no second Gram:
         m_a G_a = m_f G_f + (X_v − μ_v)ᵀ(X_v − μ_v) + (m_f m_v / m_a) δδᵀ,   δ = μ_f − μ_v."""
 
-    def __init__(self, S_fit: Stats, S_val: Stats, val: ValRows | None, G: torch.Tensor, L_fit: float, dtype):
+    def __init__(self, S_fit: Stats, S_val: Stats, val: "ValRows | None", G: torch.Tensor, L_fit: float, dtype):
         self.S = {"fit": S_fit, "val": S_val}
         self.has_val = S_val is not None and S_val.m > 0
         self.S["all"] = S_fit + S_val if self.has_val else S_fit
@@ -180,30 +230,32 @@ class GramBlock:
 
 
 class RowBlock:
-    """Train targets of one block (paper eq. 9): rows containing the target are excluded."""
+    """Train targets of one block (paper eq. 9): rows containing the target are excluded. The
+    masks stay packed (PackedRows); Y [m, n] holds this block's targets only."""
 
     def __init__(self, X: dict, Y: dict, target_ids: torch.Tensor, dtype):
         self.dtype = dtype
         self.X = {"fit": X["fit"], "val": X["val"]}
         self.Y = {"fit": Y["fit"], "val": Y["val"]}
-        if X["val"] is not None and X["val"].shape[0]:
-            self.X["all"] = torch.cat([X["fit"], X["val"]])
+        if X["val"] is not None and X["val"].m:
+            self.X["all"] = X["fit"].concat(X["val"])
             self.Y["all"] = torch.cat([Y["fit"], Y["val"]])
         else:
             self.X["all"], self.Y["all"] = X["fit"], Y["fit"]
         self.t = target_ids
+        self.tn = target_ids.cpu().numpy()
         self.n = target_ids.numel()
         self._c = {}
 
     def _group(self, g):
         if g not in self._c:
             X, Y = self.X[g], self.Y[g]
-            E = 1 - X[:, self.t]                                   # [m, n] eligibility
+            E = 1 - X.cols(self.tn)                                # [m, n] eligibility
             m = E.sum(0).clamp_min(1)
-            mu = (X.T @ E) / m
+            mu = X.rmatmul(E) / m
             yb = (E * Y).sum(0) / m
             Yc = E * (Y - yb)
-            C = (X.T @ Yc) / m
+            C = X.rmatmul(Yc) / m
             s = (Yc * Yc).sum(0) / m
             self._c[g] = (X, E, m, mu, yb, C, s)
         return self._c[g]
@@ -217,13 +269,14 @@ class RowBlock:
 
         def mv(W, cols):
             shift = (mu[:, cols] * W).sum(0)
-            return X.T @ (E[:, cols] * (X @ W - shift)) / m[cols]
+            Ec = E[:, cols]
+            return X.normal_matvec(W, lambda lo, hi, R: (R - shift).mul_(Ec[lo:hi])) / m[cols]
         return mv
 
     def problem(self, group) -> Problem:
         X, E, m, mu, yb, C, s = self._group(group)
         mv = self.matvec(group)
-        Lc = lipschitz_power(mv, X.shape[1], self.n, C)
+        Lc = lipschitz_power(mv, X.d, self.n, C)
         return Problem(mv, C, s, Lc)
 
     def n_models(self, group):
@@ -231,18 +284,18 @@ class RowBlock:
 
     def val_mse(self, W, mu, yb):
         Xv, Yv = self.X["val"], self.Y["val"]
-        if Xv is None or not Xv.shape[0]:
+        if Xv is None or not Xv.m:
             return None
-        Ev = 1 - Xv[:, self.t]
-        pred = Xv @ W + (yb - (mu * W).sum(0))
+        Ev = 1 - Xv.cols(self.tn)
+        pred = Xv.matmul(W) + (yb - (mu * W).sum(0))
         err = Ev * (Yv - pred)
         return (err * err).sum(0) / Ev.sum(0).clamp_min(1)
 
     def diff_means(self, group):
         X, E, m, _, _, _, _ = self._group(group)
         Y = self.Y[group]
-        n1 = X.T @ E
-        sxy = X.T @ (E * Y)
+        n1 = X.rmatmul(E)
+        sxy = X.rmatmul(E * Y)
         sy = (E * Y).sum(0)
         n0 = m - n1
         ok = (n1 > 0) & (n0 > 0)
@@ -473,8 +526,8 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
 def _scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, need_gram):
     """One streaming pass over the fit and val models: Stats (vectors; plus the raw Gram ΣxxT of
     the fit models in the compute dtype when `need_gram`) on `gram_t`, the val models' packed
-    masks and margins (ValRows), and (when `row_t` is given) the in-memory X (0/1, compute dtype)
-    and Y of fit/val models for the eq. 9 solver. Row chunks stay ≤ 64 MB as floats."""
+    masks and margins (ValRows), and (when `row_t` is given) the packed masks (PackedRows) and Y
+    of fit/val models for the eq. 9 solver. Row chunks stay ≤ 64 MB as floats."""
     d = store.d
     both = np.union1d(gram_t, row_t) if row_t is not None else gram_t
     gpos = np.searchsorted(both, gram_t)
@@ -503,16 +556,18 @@ def _scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, ne
             else:
                 S[g].m += X.shape[0]
             if row_t is not None:
-                Xs[g].append(X)
+                Xs[g].append(np.packbits(ch["masks"][sel], axis=1))
                 Ys[g].append(torch.as_tensor(np.ascontiguousarray(Yall[sel][:, rpos])).to(device=dev, dtype=dt))
             del X
     val = None
     if vpacked:
-        val = ValRows(np.concatenate(vpacked), torch.cat(vY), d, dev, dt)
+        val = ValRows(PackedRows(np.concatenate(vpacked), d, dev, dt), torch.cat(vY))
     rows = None
     if row_t is not None:
         cat = lambda xs, w: torch.cat(xs) if xs else torch.zeros(0, w, dtype=dt, device=dev)  # noqa: E731
-        rows = ({g: cat(Xs[g], d) for g in Xs}, {g: cat(Ys[g], row_t.size) for g in Ys})
+        packed = lambda xs: PackedRows(np.concatenate(xs) if xs else np.zeros((0, (d + 7) // 8), np.uint8),  # noqa: E731
+                                       d, dev, dt)
+        rows = ({g: packed(Xs[g]) for g in Xs}, {g: cat(Ys[g], row_t.size) for g in Ys})
     return S["fit"], S["val"], val, rows
 
 

@@ -48,8 +48,13 @@ def rows_for(X, roles, t, selected):
     return np.flatnonzero(ok)
 
 
-@pytest.mark.parametrize("targets", ["test", "train"])
-def test_lasso_matches_sklearn(tmp_path, targets):
+@pytest.mark.parametrize("targets,packed", [("test", False), ("train", False), ("test", True), ("train", True)])
+def test_lasso_matches_sklearn(tmp_path, monkeypatch, targets, packed):
+    """packed: mask rows never cached as floats; every product unpacks chunks of 37 rows (val
+    rows for test targets, fit and val rows for eq. 9)."""
+    if packed:
+        monkeypatch.setattr("dmstore.fit.ROW_CACHE_BYTES", 0)
+        monkeypatch.setattr("dmstore.fit.CHUNK_BYTES", 4 * D * 37)
     st, X, Y, roles = make_store(tmp_path)
     r = fit(st, "e", 0.5, targets=targets, n_lambdas=6, lambda_min_ratio=1e-2, dtype="float64",
             tol=1e-12, max_iter=100000, keep_path=True)
