@@ -650,16 +650,20 @@ def _ints(text, name):
 @store_arg
 @click.option("--max-cells", type=click.IntRange(1), default=32_000_000, show_default=True,
               help="Largest merged batch, in margins (models x targets).")
-def compact_cmd(store, max_cells):
+@click.option("--layout", type=click.Choice(["model", "target"]), default="model", show_default=True,
+              help="target: also rewrite every batch target-major, so one target's margins (or a "
+                   "block of targets) are read without scanning the rest; model: model-major.")
+def compact_cmd(store, max_cells, layout):
     """Merge many small batches into fewer large ones (contents and model ids unchanged; each
     merge is one commit, so readers and writers may keep working).
 
     \b
       dmstore compact runs
+      dmstore compact runs --layout target     # fast per-target queries and margin_matrix(targets=…)
     """
     from dmstore import Store
     from dmstore.compact import compact
-    r = compact(Store.open(store, "a"), max_cells)
+    r = compact(Store.open(store, "a"), max_cells, layout)
     click.echo(f"{r['before']} batches -> {r['after']} ({r['merged']} merged"
                + (f"; {r['skipped']} merge(s) skipped: a concurrent commit retired a source" if r["skipped"] else "")
                + "); retired batches stay on disk until `dmstore vacuum`")

@@ -8,26 +8,43 @@ that retires its sources, so readers see every model exactly once at every versi
 compaction leaves an unreferenced directory for `vacuum` and nothing else. Concurrent writers are
 not blocked: a merge whose sources another commit retired meanwhile is dropped (and redone by the
 next run).
+
+`layout="target"` also rewrites every batch target-major (`layout.write_margins_target_major`):
+the margins of one target, or of a block of targets, are then a few contiguous row groups per
+batch, which DuckDB (min/max statistics of example_id) and `margin_matrix(targets=…)` read
+alone. A merged batch is built in memory (≤ max_cells float32 margins); models keep their order.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import layout as L
 from . import log
 from .progress import progress
+import numpy as np
+
+from .reader import LAYOUT_KEY
 from .store import TARGETS_KEY, Store
 from .writer import batch_entry
 
 
-def _plan_merges(batches: list[Path], max_cells: int) -> list[list[Path]]:
-    runs, current, key, cells = [], [], None, 0
+def _layout(meta: dict) -> str:
+    return "target" if meta.get(LAYOUT_KEY.encode(), b"") == b"target" else "model"
+
+
+def _plan_merges(batches: list[Path], max_cells: int, layout: str = "model") -> list[list[Path]]:
+    """Runs of consecutive batches with one target set, ≤ max_cells margins each; a single batch
+    is a run too when it must change layout."""
+    runs, current, key, cells, moves = [], [], None, 0, set()
     for bd in batches:
         if bd.name == L.EMPTY:
             continue
         meta = pq.read_schema(bd / "margins.parquet").metadata or {}
+        if _layout(meta) != layout:
+            moves.add(bd)
         targets = meta.get(TARGETS_KEY.encode(), b"").decode()
         n = pq.ParquetFile(bd / "margins.parquet").metadata.num_rows
         if current and (targets != key or cells + n > max_cells):
@@ -37,15 +54,18 @@ def _plan_merges(batches: list[Path], max_cells: int) -> list[list[Path]]:
         key, cells = targets, cells + n
     if current:
         runs.append(current)
-    return [r for r in runs if len(r) > 1]
+    return [r for r in runs if len(r) > 1 or r[0] in moves]
 
 
-def _merge(store: Store, sources: list[Path]) -> tuple[dict, L.StagedUnit]:
-    """Write one published (not yet live) batch holding `sources` in order."""
+def _merge(store: Store, sources: list[Path], layout: str = "model") -> tuple[dict, L.StagedUnit]:
+    """Write one published (not yet live) batch holding `sources` in order, in `layout`."""
     meta = pq.read_schema(sources[0] / "margins.parquet").metadata or {}
     targets = meta.get(TARGETS_KEY.encode(), b"").decode()
     unit = L.StagedUnit(store.root, L.BATCHES)
     models = margins = 0
+    if layout == "target" or any(_layout(pq.read_schema(bd / "margins.parquet").metadata or {}) == "target"
+                                 for bd in sources):
+        return _merge_matrix(store, sources, targets, unit, layout)
     try:
         with L.parquet_writer(unit.tmp / "margins.parquet", "margins", {TARGETS_KEY: targets}) as wy, \
                 L.parquet_writer(unit.tmp / "models.parquet", "models") as wm:
@@ -62,17 +82,48 @@ def _merge(store: Store, sources: list[Path]) -> tuple[dict, L.StagedUnit]:
         raise
 
 
-def compact(store: Store, max_cells: int = 32_000_000) -> dict:
-    """Merge small batches; returns {'before', 'after': live batches, 'merged': sources merged,
-    'skipped': merges dropped because a concurrent commit retired a source}."""
+def _merge_matrix(store, sources, targets: str, unit, layout: str):
+    """Merge through the margin matrices (any source layout), writing `layout`."""
+    try:
+        tables, mats = [], []
+        for bd in sources:
+            t = pq.read_table(bd / "models.parquet")
+            tables.append(t)
+            mats.append(store._batch_margins(bd, np.arange(t.num_rows), None))
+        models = pa.concat_tables(tables)
+        Y = np.concatenate(mats) if len(mats) > 1 else mats[0]
+        del mats
+        have = store.batch_targets(sources[0])
+        ids = models["model_id"].to_numpy()
+        if layout == "target":
+            L.write_margins_target_major(unit.tmp / "margins.parquet", ids, have, Y,
+                                         {TARGETS_KEY: targets, LAYOUT_KEY: "target"})
+        else:
+            unit.write("margins", pa.table({"model_id": np.repeat(ids, have.size),
+                                            "example_id": np.tile(have.astype(np.int32), ids.size),
+                                            "margin": Y.ravel()}), {TARGETS_KEY: targets})
+        unit.write("models", models)
+        return batch_entry(unit.publish(), models.num_rows, Y.size), unit
+    except BaseException:
+        unit.discard()
+        raise
+
+
+def compact(store: Store, max_cells: int = 32_000_000, layout: str = "model") -> dict:
+    """Merge small batches (and with layout='target', rewrite every batch target-major);
+    returns {'before', 'after': live batches, 'merged': sources merged, 'skipped': merges
+    dropped because a concurrent commit retired a source}."""
+    from .errors import InputError
+    if layout not in ("model", "target"):
+        raise InputError(f"--layout must be model or target, got {layout!r}")
     store._require_writable()
     base = log.snapshot(store.root)
     batches = [b for b in base.paths(L.BATCHES) if b.name != L.EMPTY]
-    merges = _plan_merges(batches, max_cells)
+    merges = _plan_merges(batches, max_cells, layout)
     merged = skipped = 0
     bar = progress(total=len(merges), desc="compact", unit="merge")
     for sources in merges:
-        entry, unit = _merge(store, sources)
+        entry, unit = _merge(store, sources, layout)
         remove = [f"{L.BATCHES}/{bd.name}" for bd in sources]
         try:
             log.commit(base, "compact", [entry], remove, info={"merged": len(sources)})

@@ -26,6 +26,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -40,6 +41,7 @@ TMP = ".tmp"
 LOCK = ".lock"
 NEXT_ID = ".next_model_id"   # private: model ids reserved by writers (never reused)
 EMPTY = "0-empty"  # zero-row files that pin column types and keep file lists non-empty
+ROW_GROUP_ROWS = 1 << 20  # rows per Parquet row group of every written file (target-major margins: below)
 MAX_CELLS = 4_000_000  # margins per written batch (~16 MB as float32): bounds memory whatever the input
 
 # Per-column Parquet encodings. Margins are float32 that often came from float16: splitting the
@@ -68,7 +70,26 @@ def write_parquet(table: pa.Table, path: Path, kind: str, metadata: dict | None 
     if metadata:
         table = table.replace_schema_metadata({k: str(v) for k, v in metadata.items()})
     opts = {"compression_level": 3, **_WRITE_OPTIONS.get(kind, {})}
-    pq.write_table(table, path, compression="zstd", row_group_size=1 << 20, write_statistics=True, **opts)
+    pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True, **opts)
+
+
+TARGET_GROUP_ROWS = 1 << 17   # rows per row group of a target-major margins file (whole targets)
+
+
+def write_margins_target_major(path: Path, model_ids: np.ndarray, target_ids: np.ndarray, Y: np.ndarray,
+                               metadata: dict) -> None:
+    """Margins Y float32 [m, n] of models `model_ids` on `target_ids`, target-major: sorted by
+    (example_id, model row), row groups of whole targets, so the min/max statistics of
+    example_id let a reader of one target skip every other group; model_id is delta-encoded
+    (constant steps cost no bits), example_id runs cost a dictionary index per run."""
+    m, n = Y.shape
+    table = pa.table({"model_id": np.tile(np.asarray(model_ids, np.int64), n),
+                      "example_id": np.repeat(np.asarray(target_ids, np.int32), m),
+                      "margin": np.ascontiguousarray(Y.T, dtype=np.float32).ravel()})
+    table = table.cast(arrow_schema("margins")).replace_schema_metadata({k: str(v) for k, v in metadata.items()})
+    opts = {"compression_level": 3, **_WRITE_OPTIONS["margins"]}
+    pq.write_table(table, path, compression="zstd", row_group_size=max(1, TARGET_GROUP_ROWS // max(m, 1)) * max(m, 1),
+                   write_statistics=True, column_encoding={"model_id": "DELTA_BINARY_PACKED"}, **opts)
 
 
 def parquet_writer(path: Path, kind: str, metadata: dict | None = None) -> pq.ParquetWriter:

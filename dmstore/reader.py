@@ -18,12 +18,35 @@ from .errors import NotFoundError
 from .schema import arrow_schema
 
 TARGETS_KEY = "dmstore.targets"
+LAYOUT_KEY = "dmstore.layout"   # "target": margins sorted by (example_id, model row); absent: model-major
 
 
 def _roles(role) -> list[str] | None:
     if role is None:
         return None
     return [role] if isinstance(role, str) else list(role)
+
+
+def _target_major(pf: pq.ParquetFile, n_targets: int, pos: np.ndarray | None) -> np.ndarray:
+    """float32 [m, len(pos)] (all targets when `pos` is None) of a target-major margins file:
+    target p holds rows [p·m, (p+1)·m); only the row groups overlapping those rows are read."""
+    total = pf.metadata.num_rows
+    m = total // n_targets if n_targets else 0
+    if pos is None:
+        col = pf.read(columns=["margin"])["margin"]
+        flat = col.to_numpy() if col.num_chunks != 1 else col.chunk(0).to_numpy()
+        return flat.reshape(n_targets, m).T
+    sizes = np.array([pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)], np.int64)
+    gstart = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    first = np.searchsorted(gstart, pos * m, side="right") - 1
+    last = np.searchsorted(gstart, (pos + 1) * m - 1, side="right") - 1
+    groups = np.unique(np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last)])) if pos.size else []
+    col = pf.read_row_groups(list(groups), columns=["margin"])["margin"]
+    flat = col.to_numpy() if col.num_chunks != 1 else col.chunk(0).to_numpy()
+    cstart = np.zeros(pf.num_row_groups, np.int64)
+    cstart[groups] = np.concatenate([[0], np.cumsum(sizes[groups])[:-1]])
+    base = pos * m - gstart[first] + cstart[first]
+    return flat[base[None, :] + np.arange(m)[:, None]]
 
 
 def _fixed_width_bytes(col: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
@@ -112,24 +135,32 @@ class Reader:
         return decode_ranges(meta.get(TARGETS_KEY.encode(), b"").decode())
 
     def _batch_margins(self, bd: Path, rows: np.ndarray, targets) -> np.ndarray:
-        """float32 [len(rows), n]: margins of the batch's model rows `rows` on `targets`."""
-        have = self.batch_targets(bd)
-        col = pq.read_table(bd / "margins.parquet", columns=["margin"])["margin"]
-        flat = col.to_numpy() if col.num_chunks != 1 else col.chunk(0).to_numpy()
-        full = flat.reshape(-1, have.size) if have.size else np.zeros((0, 0), np.float32)
-        all_rows = rows.size == full.shape[0]
-        if targets is None:
-            return full if all_rows else full[rows]
-        pos = np.searchsorted(have, targets)
-        pos_c = np.minimum(pos, max(have.size - 1, 0))
-        missing = (pos >= have.size) | (have[pos_c] != targets) if have.size else np.ones(targets.size, bool)
-        if missing.any():
-            raise NotFoundError(f"{bd.name}: models there have no margin for example "
-                                f"{int(targets[missing][0])} ({int(missing.sum())} target(s) missing); "
-                                f"choose targets the experiment recorded")
-        if pos.size == have.size:
-            return full if all_rows else full[rows]
-        return full[:, pos] if all_rows else full[np.ix_(rows, pos)]
+        """float32 [len(rows), n]: margins of the batch's model rows `rows` on `targets`. A
+        target-major batch reads only the row groups that hold those targets."""
+        pf = pq.ParquetFile(bd / "margins.parquet")
+        meta = pf.schema_arrow.metadata or {}
+        have = decode_ranges(meta.get(TARGETS_KEY.encode(), b"").decode())
+        target_major = meta.get(LAYOUT_KEY.encode(), b"") == b"target"
+        pos = None
+        if targets is not None:
+            pos = np.searchsorted(have, targets)
+            pos_c = np.minimum(pos, max(have.size - 1, 0))
+            missing = (pos >= have.size) | (have[pos_c] != targets) if have.size else np.ones(targets.size, bool)
+            if missing.any():
+                raise NotFoundError(f"{bd.name}: models there have no margin for example "
+                                    f"{int(targets[missing][0])} ({int(missing.sum())} target(s) missing); "
+                                    f"choose targets the experiment recorded")
+            if pos.size == have.size:
+                pos = None
+        if target_major:
+            full = _target_major(pf, have.size, pos)            # [m, len(pos) or n]
+        else:
+            col = pf.read(columns=["margin"])["margin"]
+            flat = col.to_numpy() if col.num_chunks != 1 else col.chunk(0).to_numpy()
+            full = flat.reshape(-1, have.size) if have.size else np.zeros((0, 0), np.float32)
+            if pos is not None:
+                full = full[:, pos]
+        return full if rows.size == full.shape[0] else full[rows]
 
     def mask_matrix(self, experiment, alpha, role=None, dtype=bool) -> np.ndarray:
         """bool (or `dtype`) [m, d]: masks of the matching models, rows by ascending model_id."""

@@ -24,7 +24,7 @@ from . import layout as L
 from . import log
 from .batch import ModelBatch, encode_ranges
 from .errors import ConflictError, InputError
-from .reader import TARGETS_KEY
+from .reader import LAYOUT_KEY, TARGETS_KEY
 from .validate import check_mode
 
 _INDEX_COLUMNS = ["model_id", "experiment", "alpha", "role", "source", "source_row", "digest",
@@ -296,7 +296,8 @@ class Writer:
         margins = pq.read_table(batch_dir / "margins.parquet")
         kept = margins.filter(pc.invert(pc.is_in(margins["model_id"], value_set=drop)))
         unit = L.StagedUnit(self.root, L.BATCHES)
-        unit.write("margins", kept, {TARGETS_KEY: meta.get(TARGETS_KEY.encode(), b"").decode()})
+        keep = {k.decode(): v.decode() for k, v in meta.items() if k.decode() in (TARGETS_KEY, LAYOUT_KEY)}
+        unit.write("margins", kept, keep)   # filtering rows keeps a target-major order
         models = models.filter(keep_m)
         unit.write("models", models)
         return batch_entry(unit.publish(), models.num_rows, kept.num_rows), unit
