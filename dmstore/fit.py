@@ -481,32 +481,24 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     bar = progress_bar(total=steps, desc=f"fit {estimator}", unit="λ-block", enabled=progress)
 
     fit_rows, weight_parts, cache = [], [], {}
-    rows_data = None
-    for bi, block_t in enumerate(test_blocks or [np.zeros(0, np.int32)]):
-        need_rows = bi == 0 and train_t.size > 0
-        if block_t.size == 0 and not need_rows:
-            continue
-        S_fit, S_val, val_rows, rows_data_b = _scan(store, experiment, alpha, block_t,
-                                                    train_t if need_rows else None, val_ids, dev, dt,
-                                                    correct, need_gram=bi == 0 and block_t.size > 0)
-        if need_rows:
-            rows_data = rows_data_b
+    for bi, block_t in enumerate(test_blocks):
+        S_fit, S_val, val_rows, _ = _scan(store, experiment, alpha, block_t, None, val_ids, dev, dt,
+                                          correct, need_gram=bi == 0)
         if S_fit.xx is not None:   # the one d×d matrix of the fit: centred in place, kept for every block
             cache["G"] = center_gram_(S_fit.xx, S_fit.sx, S_fit.m)
             cache["L"] = lipschitz_gram(cache["G"])
             S_fit.xx = None
-        if block_t.size:
-            block = GramBlock(S_fit, S_val, val_rows, cache["G"], cache["L"], dt)
-            rows, weights, _ = _solve_block(block, estimator, opts, bar)
-            _collect(fit_rows, weight_parts, rows, weights, block_t)
-            del block
-    for block_t in train_blocks:
-        pos = np.searchsorted(train_t, block_t)
-        X, Y = rows_data
-        block = RowBlock(X, {g: None if Y[g] is None else Y[g][:, pos] for g in Y},
-                         torch.as_tensor(block_t.astype(np.int64), device=dev), dt)
+        block = GramBlock(S_fit, S_val, val_rows, cache["G"], cache["L"], dt)
         rows, weights, _ = _solve_block(block, estimator, opts, bar)
         _collect(fit_rows, weight_parts, rows, weights, block_t)
+        del block
+    for block_t in train_blocks:   # eq. 9: packed masks + this block's margins, streamed per block
+        _, _, _, (X, Y) = _scan(store, experiment, alpha, np.zeros(0, np.int32), block_t, val_ids, dev, dt,
+                                correct, need_gram=False)
+        block = RowBlock(X, Y, torch.as_tensor(block_t.astype(np.int64), device=dev), dt)
+        rows, weights, _ = _solve_block(block, estimator, opts, bar)
+        _collect(fit_rows, weight_parts, rows, weights, block_t)
+        del block, X, Y
     bar.close()
     preds = _eval_predictions(store, experiment, alpha, fit_rows, weight_parts, dev, dt)
     result = _write(store, experiment, alpha, estimator, fit_rows, weight_parts, preds, rec, shard, dict(
@@ -545,20 +537,20 @@ def _scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, ne
         for g, sel in (("fit", ~isval), ("val", isval)):
             if not sel.any():
                 continue
-            X = torch.as_tensor(ch["masks"][sel]).to(device=dev, dtype=dt)
             if gram_t.size:
+                X = torch.as_tensor(ch["masks"][sel]).to(device=dev, dtype=dt)
                 Yg = np.ascontiguousarray(Yall[sel][:, gpos])
                 Y = torch.as_tensor(Yg).to(device=dev, dtype=dt)
                 S[g].add(X, Y)
                 if g == "val":
                     vpacked.append(np.packbits(ch["masks"][sel], axis=1))
                     vY.append(Y)
+                del X
             else:
-                S[g].m += X.shape[0]
+                S[g].m += int(sel.sum())
             if row_t is not None:
                 Xs[g].append(np.packbits(ch["masks"][sel], axis=1))
                 Ys[g].append(torch.as_tensor(np.ascontiguousarray(Yall[sel][:, rpos])).to(device=dev, dtype=dt))
-            del X
     val = None
     if vpacked:
         val = ValRows(PackedRows(np.concatenate(vpacked), d, dev, dt), torch.cat(vY))
