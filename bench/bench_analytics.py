@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -24,20 +23,12 @@ import pyarrow as pa
 
 sys.path.insert(0, os.path.dirname(__file__))
 from synth import masks as make_masks  # noqa: E402
+from timing import timed  # noqa: E402
 
 from dmstore import Store  # noqa: E402
 from dmstore import layout as L  # noqa: E402
 from dmstore.schema import arrow_schema  # noqa: E402
 from dmstore.writer import commit_unit  # noqa: E402
-
-
-def timed(fn, repeats):
-    ts, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), out
 
 
 def build(root, n, d, density, n_eval, seed=0):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -23,18 +22,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from synth import masks as make_masks  # noqa: E402
+from timing import timed  # noqa: E402
 
 from dmstore import Store  # noqa: E402
 from dmstore.compact import compact  # noqa: E402
 
 
-def timed(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+def _t(fn, repeats):
+    return timed(fn, repeats)[0]
 
 
 def live_bytes(st, rel="margins"):
@@ -84,13 +79,13 @@ def main():
     for name, con in cons.items():
         s = st if name == "model-major" else tg
         rows[name] = dict(
-            scan=timed(lambda: con.sql("SELECT avg(margin) FROM margins").fetchall(), a.repeats),
-            target=timed(lambda: con.sql(f"SELECT model_id, margin FROM margins WHERE example_id = {target}").fetchall(),
+            scan=_t(lambda: con.sql("SELECT avg(margin) FROM margins").fetchall(), a.repeats),
+            target=_t(lambda: con.sql(f"SELECT model_id, margin FROM margins WHERE example_id = {target}").fetchall(),
                          a.repeats),
-            model=timed(lambda: con.sql(f"SELECT example_id, margin FROM margins WHERE model_id = {model}").fetchall(),
+            model=_t(lambda: con.sql(f"SELECT example_id, margin FROM margins WHERE model_id = {model}").fetchall(),
                         a.repeats),
-            block=timed(lambda: s.margin_matrix("b", 0.5, targets=block), a.repeats),
-            full=timed(lambda: s.margin_matrix("b", 0.5), max(1, a.repeats // 2)),
+            block=_t(lambda: s.margin_matrix("b", 0.5, targets=block), a.repeats),
+            full=_t(lambda: s.margin_matrix("b", 0.5), max(1, a.repeats // 2)),
         )
     print(f"\n{'query (median s)':44s} {'model-major':>12s} {'target-major':>13s}")
     labels = dict(scan="full scan: SELECT avg(margin) FROM margins", target="one target: WHERE example_id = t",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -26,18 +25,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from synth import masks as make_masks  # noqa: E402
+from timing import timed  # noqa: E402
 
 from dmstore import Store  # noqa: E402
 from dmstore.fit import fit  # noqa: E402
-
-
-def timed(fn, repeats):
-    ts, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), out
 
 
 def build(root, m, d, n_test, seed=0):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from dmstore.errors import DmstoreError
+from dmstore.errors import DmstoreError, InputError
 
 ENV_STORE = "DMSTORE_STORE"
 
@@ -414,7 +414,7 @@ def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, ta
     if shard is not None:
         try:
             share = parse_shard(shard)
-        except Exception as e:
+        except InputError as e:
             raise click.BadParameter(str(e), param_hint="--shard") from None
     r = fit(Store.open(store, "a"), experiment, alpha, estimator, targets, n_lambdas, lambda_min_ratio,
             device, dtype, keep_path, tol, max_iter, val_fraction, seed, shard=share, run=run_name)

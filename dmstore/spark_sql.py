@@ -252,12 +252,8 @@ def relation_names() -> list[str]:
 
 def available(name: str, example_columns) -> bool:
     """Whether analytic or view `name` applies to a store whose examples have these columns."""
-    a = analytics().get(name)
-    req = a.requires if a else (_REQUIRES.search(_view_texts()[name]) or None)
-    if req is None:
-        return True
-    col = req.split(".")[1] if isinstance(req, str) else req.group(2)
-    return col in example_columns
+    text = sql_files()[name]   # views and macros alike: the `-- Requires: rel.col` header
+    return all(col in example_columns for _, col in _REQUIRES.findall(text))
 
 
 def script(snapshot, location: str, example_columns, names: list[str] | None = None) -> str:

@@ -117,7 +117,8 @@ def _duck(con, sql, params=None):
 
 def test_every_relation_equals_duckdb(seeded, spark):
     st, lasso, dm = seeded
-    sp = __import__("dmstore.spark", fromlist=["register"]).register(spark, st)
+    from dmstore.spark import register
+    sp = register(spark, st)
     con = st.connect()
     for rel in spark_sql.relation_names():
         if rel == "models":
