@@ -48,7 +48,7 @@ from dmstore import Store
 from dmstore.compact import compact
 st = Store.open(sys.argv[1], "a")
 print("ready", flush=True)
-compact(st, max_cells=int(sys.argv[2]))
+compact(st, max_cells=int(sys.argv[2]), layout=sys.argv[3])
 print("done", flush=True)
 """
 
@@ -63,10 +63,12 @@ def _exactly_once(root, s, m, n):
     assert np.array_equal(st.margin_matrix("e", 0.5), s.margins)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_compaction_killed_at_random_points(tmp_path, sig):
-    """20 compactions killed at random points: every model is stored exactly once afterwards,
-    and a rerun completes (and so does vacuum)."""
+@pytest.mark.parametrize("sig,layout", [(signal.SIGKILL, "model"), (signal.SIGINT, "model"),
+                                        (signal.SIGKILL, "target")], ids=["SIGKILL", "SIGINT", "SIGKILL-target"])
+def test_compaction_killed_at_random_points(tmp_path, sig, layout):
+    """20 compactions (merging, or rewriting target-major) killed at random points: every model
+    is stored exactly once afterwards, with its exact margins, and a rerun completes (and so
+    does vacuum)."""
     import dmstore
     m, n, per = 240, 52, 8
     s = Synth(m=m, d=40, n_test=12, seed=5)
@@ -77,7 +79,7 @@ def test_compaction_killed_at_random_points(tmp_path, sig):
     rng = np.random.default_rng(int(sig))
 
     def run(root, kill_after=None):
-        p = subprocess.Popen([sys.executable, "-c", COMPACT, str(root), str(cells)], stdout=subprocess.PIPE,
+        p = subprocess.Popen([sys.executable, "-c", COMPACT, str(root), str(cells), layout], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         assert p.stdout.readline().strip() == "ready"
         t0 = time.time()
@@ -99,9 +101,9 @@ def test_compaction_killed_at_random_points(tmp_path, sig):
         _, rc = run(root, kill_after=float(rng.uniform(0, duration)))
         outcomes.append(rc)
         _exactly_once(root, s, m, n)
-        r = compact(Store.open(root, "a"), max_cells=cells)          # a rerun completes the job
+        r = compact(Store.open(root, "a"), max_cells=cells, layout=layout)   # a rerun completes the job
         assert r["skipped"] == 0 and r["after"] <= 10
-        assert compact(Store.open(root, "a"), max_cells=cells)["merged"] == 0   # nothing left to do
+        assert compact(Store.open(root, "a"), max_cells=cells, layout=layout)["merged"] == 0   # nothing left
         _exactly_once(root, s, m, n)
         dmstore.log.vacuum(root, retain_hours=0)                     # and leaves nothing behind
         _exactly_once(root, s, m, n)

@@ -98,3 +98,22 @@ def test_a_run_is_pinned_visible_when_complete_and_its_id_is_reserved(st):
         fit(st, "exp", 0.5, shard=(0, 2))
     with pytest.raises(InputError, match="--run"):
         fit(st, "exp", 0.5, shard=(0, 2), run="bad name/..")
+
+
+def test_racing_fits_and_a_run_never_share_a_fit_id(st):
+    """Three plain fits and the two shards of a run, five processes started together: four
+    distinct fit ids (the run's shards share one), each fit complete, nothing half-written."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(__file__)),
+                                                        os.environ.get("PYTHONPATH", "")]))
+    base = ["-q", "fit", str(st.root), "--experiment", "exp", "--alpha", "0.5", "--lambdas", "3"]
+    cmds = [base + ["--estimator", e] for e in ("diff_means", "ols", "lasso")]
+    cmds += [base + ["--shard", f"{k}/2", "--run", "race"] for k in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "dmstore", *c], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for c in cmds]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    con = Store.open(st.root).connect()
+    runs = con.sql("SELECT fit_id, estimator, n_targets FROM fit_runs ORDER BY fit_id").fetchall()
+    assert len(runs) == 4 and len({r[0] for r in runs}) == 4 and all(r[2] == 10 for r in runs)
+    per_fit = con.sql("SELECT fit_id, count(DISTINCT target_id) FROM fits GROUP BY 1 ORDER BY 1").fetchall()
+    assert per_fit == [(r[0], 10) for r in runs]
