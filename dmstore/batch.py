@@ -41,9 +41,8 @@ class ModelBatch:
     def from_arrays(cls, *, experiment, alpha, masks, margins, target_ids, d, n_examples, where,
                     seeds=None, mask_ids=None, roles=None, model_ids=None, source="api",
                     source_rows=None, train_accuracy=None, test_accuracy=None, row0=0,
-                    check_alpha=True, digests=None) -> "ModelBatch":
-        """Validate and normalize one batch (see `validate`). `digests`, when given, are the
-        batch's digests from an earlier identical call and skip re-hashing."""
+                    check_alpha=True) -> "ModelBatch":
+        """Validate and normalize one batch (see `validate`)."""
         experiment = V.check_experiment(experiment)
         alpha = V.check_alpha(alpha)
         masks = V.masks_to_bool(masks, d, where, row0)
@@ -73,7 +72,7 @@ class ModelBatch:
                 model_ids, source, source_rows,
                 V.optional_float(train_accuracy, m, "train_accuracy", where),
                 V.optional_float(test_accuracy, m, "test_accuracy", where), [])
-        b.digests = list(digests) if digests is not None and len(digests) == m else b._digests()
+        b.digests = b._digests()
         return b
 
     def _digests(self) -> list:

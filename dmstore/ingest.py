@@ -1,8 +1,9 @@
 """Ingestion paths beyond `Store.append`: the paper's published `.npy` release, the reference
 implementation's training store, and Parquet files that follow `schemas/`.
 
-Every path memory-maps or streams its input in chunks of models, validates all of it first, and
-writes only when everything is valid (see `Store.ingest`).
+Every path memory-maps or streams its input in chunks of models and reads it once: each chunk is
+validated, then written privately; the store commits them only when every chunk was valid (see
+`Store.ingest`).
 """
 from __future__ import annotations
 
@@ -65,7 +66,6 @@ class _ArraySource:
                 raise InputError(f"{p}: {a.shape[1]} columns but the store has {t.size} examples "
                                  f"of that split; margins map to examples in example_id order")
         self.step = max(1, MAX_CELLS // max(1, self.targets.size))
-        self._digests: dict[int, list] = {}
 
     def __call__(self):
         rows = self.rows
@@ -84,9 +84,7 @@ class _ArraySource:
                 n_examples=self.store.n_examples, where=str(self.masks_path), roles=self.roles[lo:lo + sel.size],
                 source=self.source, source_rows=sel, row0=a,
                 train_accuracy=None if "train" not in self.acc else np.asarray(self.acc["train"][sel]),
-                test_accuracy=None if "test" not in self.acc else np.asarray(self.acc["test"][sel]),
-                digests=self._digests.get(lo))
-            self._digests[lo] = batch.digests
+                test_accuracy=None if "test" not in self.acc else np.asarray(self.acc["test"][sel]))
             bar.update(sel.size)
             yield batch
         bar.close()
@@ -310,9 +308,8 @@ def _ingest_parquet_files(store: Store, given, files, mode) -> IngestReport:
         if not targets.size:
             raise InputError(f"model {int(ids[0])} has no rows in the margins file(s)")
         step = max(1, MAX_CELLS // targets.size)
-        cache: dict[int, list] = {}
 
-        def make(sel=sel, ids=ids, targets=targets, step=step, exp_=exp_, alpha=alpha, cache=cache):
+        def make(sel=sel, ids=ids, targets=targets, step=step, exp_=exp_, alpha=alpha):
             for lo in range(0, ids.size, step):
                 chunk = sel.slice(lo, step)
                 cid = ids[lo:lo + step]
@@ -345,9 +342,7 @@ def _ingest_parquet_files(store: Store, given, files, mode) -> IngestReport:
                     roles=None if opt(chunk, "role") is None else chunk["role"].to_pylist(),
                     model_ids=cid, source="parquet", row0=lo,
                     train_accuracy=_floats_or_none(opt(chunk, "train_accuracy")),
-                    test_accuracy=_floats_or_none(opt(chunk, "test_accuracy")),
-                    digests=cache.get(lo))
-                cache[lo] = b.digests
+                    test_accuracy=_floats_or_none(opt(chunk, "test_accuracy")))
                 yield b
         r = store.ingest(make, mode)
         for k in ("added", "skipped", "replaced", "ignored", "batches"):

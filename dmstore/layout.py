@@ -183,6 +183,9 @@ def clean_stale_temps(root: Path) -> int:
         if entry.name.startswith("trash-") or not _pid_alive(pid) or pid == os.getpid():
             if pid == os.getpid() and not entry.name.startswith("trash-"):
                 continue  # one of ours, still being written
-            shutil.rmtree(entry, ignore_errors=True)
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:   # e.g. a next-id file whose writer died before renaming it
+                entry.unlink(missing_ok=True)
             n += 1
     return n

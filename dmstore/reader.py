@@ -162,21 +162,25 @@ class Reader:
                 full = full[:, pos]
         return full if rows.size == full.shape[0] else full[rows]
 
-    def mask_matrix(self, experiment, alpha, role=None, dtype=bool) -> np.ndarray:
-        """bool (or `dtype`) [m, d]: masks of the matching models, rows by ascending model_id."""
-        ids, packed = [], []
+    def mask_matrix(self, experiment, alpha, role=None, dtype=bool, packed: bool = False) -> np.ndarray:
+        """bool (or `dtype`) [m, d]: masks of the matching models, rows by ascending model_id.
+        `packed=True`: uint8 [m, ceil(d/8)] as stored (np.packbits order, 1/8 of the memory;
+        `np.unpackbits(P, axis=1, count=d)` gives the bools)."""
+        ids, parts = [], []
         width = (self.d + 7) // 8
         for bd in self._batch_dirs():
             t, rows = self._filtered(bd, experiment, alpha, role, ["model_id", "mask"])
             if rows.size:
                 ids.append(t["model_id"].to_numpy())
-                packed.append(_fixed_width_bytes(t["mask"], width))
+                parts.append(_fixed_width_bytes(t["mask"], width))
         if not ids:
             self._require_models(experiment, alpha, role)  # raises, listing what the store has
         ids = np.concatenate(ids)
-        P = np.concatenate(packed)
+        P = np.concatenate(parts)
         if (np.diff(ids) < 0).any():
             P = P[np.argsort(ids, kind="stable")]
+        if packed:
+            return P
         out = np.unpackbits(P, axis=1, count=self.d)
         return out.view(bool) if dtype is bool else out.astype(dtype, copy=False)
 

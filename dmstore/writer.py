@@ -107,26 +107,23 @@ class Writer:
 
     def ingest(self, make_batches: Callable[[], Iterable[ModelBatch]], mode: str = "append",
                progress=None, commit_info: dict | None = None) -> IngestReport:
-        """Ingest the batches `make_batches()` yields (called once to validate and hash, then once
-        per write attempt). Nothing becomes visible unless every batch validates and no conflict
-        stops it; then all of them become live in one commit."""
+        """Ingest the batches `make_batches()` yields, in one pass: each batch is validated (by
+        the generator), planned against one snapshot and written privately as it arrives.
+        Nothing becomes visible unless every batch validates and no conflict stops it; then all
+        of them become live in one commit. Only when a concurrent commit conflicts with the plan
+        is the input read again (`make_batches()` is called once per attempt)."""
         self._require_writable()
         check_mode(mode)
-        keys = []  # per batch: (experiment, alpha, model_ids, source, source_rows, digests)
-        for b in make_batches():
-            keys.append((b.experiment, b.alpha, b.model_ids, b.source, b.source_rows, b.digests))
-        if not keys:
-            return IngestReport()
-        _check_unique_across(keys)
         for _ in range(MAX_RETRIES):
             base = log.snapshot(self.root)
-            with L.writer_lock(self.root):   # only to reserve ids no other writer will take
-                plan = self._plan(base, keys, mode)
-            report, add, remove, staged = self._write_plan(make_batches, plan, progress)
+            planner = _Planner(self, base, mode)
+            report, add, remove, staged = self._write_stream(make_batches, planner, progress)
             progress = None   # a retry does not count the models again
+            if not planner.keys:
+                return IngestReport()
             if not add and not remove:
                 return report
-            check = _identity_check(self.root, keys, plan)
+            check = _identity_check(self.root, planner.keys, planner.plans)
             try:
                 report.version = log.commit(base, "overwrite" if remove else "append", add, remove,
                                             info={"added": report.added, "replaced": report.replaced,
@@ -142,13 +139,15 @@ class Writer:
         raise ConflictError(f"{self.root}: gave up after {MAX_RETRIES} attempts: other writers kept "
                             f"committing the same records; nothing was written")
 
-    def _write_plan(self, make_batches, plan, progress):
-        """Write the batches' new and replacing rows as published (not yet live) units, and copies
-        of the batches that lose replaced records. Returns (report, entries to add, paths to
-        remove). Two units are encoded and written at a time (pyarrow releases the GIL)."""
-        report = IngestReport(model_ids=np.concatenate([p["ids"] for p in plan]))
+    def _write_stream(self, make_batches, planner: "_Planner", progress):
+        """Plan each batch as it arrives and write its new and replacing rows as a published (not
+        yet live) unit, then copies of the live batches that lose replaced records. Returns
+        (report, entries to add, paths to remove, staged units). Two units are encoded and
+        written at a time (pyarrow releases the GIL), overlapping the reading of the next batch.
+        On any error every unit written so far is discarded."""
+        report = IngestReport()
         replaced_by_batch: dict[Path, set] = {}
-        pending, staged, add = [], [], []
+        pending, staged, add, ids = [], [], [], []
 
         def write(unit, sub, ids, mask_ids):
             unit.write("margins", sub.margins_table(ids), {TARGETS_KEY: encode_ranges(sub.target_ids)})
@@ -157,8 +156,10 @@ class Writer:
 
         pool = ThreadPoolExecutor(max_workers=2)
         try:
-            for b, p in zip(make_batches(), plan):
+            for b in make_batches():
+                p = planner.plan_batch(b)
                 act = p["action"]
+                ids.append(p["ids"])
                 report.skipped += int((act == "skip").sum())
                 report.ignored += int((act == "ignore").sum())
                 report.replaced += int((act == "replace").sum())
@@ -167,12 +168,12 @@ class Writer:
                     replaced_by_batch.setdefault(path, set()).add(mid)
                 rows = np.flatnonzero((act == "new") | (act == "replace"))
                 if rows.size:
-                    sub = b.take(rows)
-                    ids = p["ids"][rows]
+                    sub = b.take(rows) if rows.size < b.m else b
+                    bids = p["ids"][rows]
                     unit = L.StagedUnit(self.root, L.BATCHES)
                     staged.append(unit)
-                    pending.append(pool.submit(write, unit, sub, ids,
-                                               sub.mask_ids if sub.mask_ids is not None else ids))
+                    pending.append(pool.submit(write, unit, sub, bids,
+                                               sub.mask_ids if sub.mask_ids is not None else bids))
                     while len(pending) > 2:   # bound memory
                         add.append(batch_entry(*pending.pop(0).result()))
                     report.batches += 1
@@ -193,96 +194,9 @@ class Writer:
                 unit.discard()
             raise
         pool.shutdown(wait=True)
+        report.model_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         remove = [f"{L.BATCHES}/{p.name}" for p in replaced_by_batch]
         return report, add, remove, staged
-
-    def _plan(self, base: log.Snapshot, keys, mode) -> list[dict]:
-        """Decide per incoming record: new | skip (identical) | replace | ignore, or raise.
-        The ids given to new records are recorded in `.next_model_id` (call under the writer
-        lock) so that a concurrent writer never takes them; explicit ids move it past them too."""
-        live = base.paths(L.BATCHES)
-        for gone in set(self._index_cache) - {str(p) for p in live}:
-            del self._index_cache[gone]   # retired units: keep the cache to what is live
-        idx = _index(live, self._index_cache)
-        ids = idx["model_id"].to_numpy()
-        dig = idx["digest"].to_pylist()
-        bat = idx["batch"].to_pylist()
-        exp = idx["experiment"].to_pylist()
-        alp = idx["alpha"].to_numpy()
-        src = idx["source"].to_pylist()
-        srow = idx["source_row"].to_pylist()
-        by_id = {int(i): k for k, i in enumerate(ids)}
-        experiment, alpha = keys[0][0], keys[0][1]
-        same = [k for k in range(len(ids)) if exp[k] == experiment and alp[k] == alpha]
-        by_src = {(src[k], srow[k]): k for k in same if srow[k] is not None}
-        by_dig = {dig[k]: k for k in same}
-        next_id = int(ids.max()) + 1 if ids.size else 0
-        counter = self.root / L.NEXT_ID
-        if counter.exists():
-            next_id = max(next_id, int(counter.read_text() or 0))
-        explicit = set()
-        for k in keys:
-            if k[2] is not None and k[2].size:
-                explicit.update(k[2].tolist())
-        plan, conflicts = [], []
-        for experiment_b, alpha_b, mids, source, srows, digests in keys:
-            m = len(digests)
-            action = np.empty(m, dtype=object)
-            out_ids = np.empty(m, np.int64)
-            replaced = []
-            for i in range(m):
-                if mids is not None:
-                    k = by_id.get(int(mids[i]))
-                    if k is not None and (exp[k] != experiment_b or alp[k] != alpha_b):
-                        conflicts.append(f"model id {int(mids[i])} is stored under experiment "
-                                         f"{exp[k]!r} alpha {alp[k]} (give other ids, or leave "
-                                         f"model_id out and let the store assign ids)")
-                        action[i], out_ids[i] = "conflict", mids[i]
-                        continue
-                elif srows is not None:
-                    k = by_src.get((source, int(srows[i])))
-                else:
-                    k = by_dig.get(digests[i])
-                if k is None:
-                    action[i] = "new"
-                    if mids is not None:
-                        out_ids[i] = mids[i]
-                    else:
-                        while next_id in explicit:
-                            next_id += 1
-                        out_ids[i] = next_id
-                        next_id += 1
-                elif dig[k] == digests[i]:
-                    action[i], out_ids[i] = "skip", ids[k]
-                else:
-                    out_ids[i] = ids[k]
-                    if mode == "overwrite":
-                        action[i] = "replace"
-                        replaced.append((Path(bat[k]), int(ids[k])))
-                    elif mode == "ignore":
-                        action[i] = "ignore"
-                    else:
-                        action[i] = "conflict"
-                        what = (f"model id {int(ids[k])}" if mids is not None else
-                                f"{source} row {int(srows[i])} (model id {int(ids[k])})")
-                        conflicts.append(f"{what} is stored with different content")
-            plan.append({"action": action, "ids": out_ids, "replaced": replaced})
-        if conflicts:
-            raise ConflictError(f"{len(conflicts)} conflicting record(s), e.g. {conflicts[0]}; "
-                                f"nothing was written. Use mode 'overwrite' to replace the stored "
-                                f"records or 'ignore' to keep them")
-        if mode == "error" and same:
-            writes = sum(int(((p["action"] == "new") | (p["action"] == "replace")).sum()) for p in plan)
-            if writes:
-                raise ConflictError(f"experiment {experiment!r} at alpha {alpha} already holds "
-                                    f"{len(same)} models and mode is 'error'; nothing was written. "
-                                    f"Use mode 'append' to add to it")
-        if explicit:
-            next_id = max(next_id, max(explicit) + 1)
-        tmp = self.root / L.TMP / f"next-id-{L.new_unit_id()}"
-        tmp.write_text(str(next_id))
-        L.os.replace(tmp, counter)
-        return plan
 
     def _rewrite_without(self, batch_dir: Path, model_ids: set):
         """A published copy of a live batch without `model_ids` (overwrite): (entry, unit), or
@@ -375,17 +289,135 @@ def commit_fit(store, tables, info: dict) -> int:
     raise ConflictError(f"{store.root}: gave up after {MAX_RETRIES} attempts to take a fit id")
 
 
-def _check_unique_across(keys) -> None:
-    seen_ids, seen_rows = set(), set()
-    for _, _, mids, source, srows, _ in keys:
+class _Planner:
+    """Decides per incoming record, batch by batch against one snapshot: new | skip (identical) |
+    replace | ignore, or raises (nothing has been committed; the caller discards what it wrote).
+    Ids for new records are reserved in `.next_model_id` under the writer lock, batch by batch,
+    so that a concurrent writer never takes them; explicit ids move it past them too."""
+
+    def __init__(self, store, base: log.Snapshot, mode: str):
+        live = base.paths(L.BATCHES)
+        cache = store._index_cache
+        for gone in set(cache) - {str(p) for p in live}:
+            del cache[gone]   # retired units: keep the cache to what is live
+        idx = _index(live, cache)
+        self.root, self.mode = store.root, mode
+        self.ids = idx["model_id"].to_numpy()
+        self.dig = idx["digest"].to_pylist()
+        self.bat = idx["batch"].to_pylist()
+        self.exp = idx["experiment"].to_pylist()
+        self.alp = idx["alpha"].to_numpy()
+        self.src = idx["source"].to_pylist()
+        self.srow = idx["source_row"].to_pylist()
+        self.by_id = {int(i): k for k, i in enumerate(self.ids)}
+        self.keys, self.plans = [], []   # per batch: identity key, plan (for the commit check)
+        self.seen_ids, self.seen_rows, self.auto_ids = set(), set(), set()
+        self.same = None
+
+    def _index_for(self, experiment, alpha):
+        """Natural-key and digest lookups of the stored records of one experiment and α."""
+        same = [k for k in range(len(self.ids)) if self.exp[k] == experiment and self.alp[k] == alpha]
+        by_src = {(self.src[k], self.srow[k]): k for k in same if self.srow[k] is not None}
+        by_dig = {self.dig[k]: k for k in same}
+        return same, by_src, by_dig
+
+    def _unique(self, mids, source, srows) -> None:
+        """Model ids and source rows are unique across the whole input."""
         if mids is not None:
             for i in mids.tolist():
-                if i in seen_ids:
+                if i in self.seen_ids:
                     raise InputError(f"duplicate model id {i} in the input; model ids must be unique")
-                seen_ids.add(i)
+                if i in self.auto_ids:
+                    raise InputError(f"model id {i} is given to a record and was assigned to an "
+                                     f"earlier record of this input without an id; give every "
+                                     f"record an id or none")
+                self.seen_ids.add(i)
         if srows is not None:
             for r in srows.tolist():
-                if (source, r) in seen_rows:
+                if (source, r) in self.seen_rows:
                     raise InputError(f"duplicate source row {r} in the input")
-                seen_rows.add((source, r))
+                self.seen_rows.add((source, r))
 
+    def plan_batch(self, b: ModelBatch) -> dict:
+        key = (b.experiment, b.alpha, b.model_ids, b.source, b.source_rows, b.digests)
+        if self.same is None:   # one ingestion is one experiment and α
+            self.experiment, self.alpha = b.experiment, b.alpha
+            self.same, self.by_src, self.by_dig = self._index_for(b.experiment, b.alpha)
+        self._unique(b.model_ids, b.source, b.source_rows)
+        mids, srows, digests = b.model_ids, b.source_rows, b.digests
+        ids, exp, alp, dig, bat = self.ids, self.exp, self.alp, self.dig, self.bat
+        m = len(digests)
+        action = np.empty(m, dtype=object)
+        out_ids = np.empty(m, np.int64)
+        replaced, conflicts, want_auto = [], [], []
+        for i in range(m):
+            if mids is not None:
+                k = self.by_id.get(int(mids[i]))
+                if k is not None and (exp[k] != b.experiment or alp[k] != b.alpha):
+                    conflicts.append(f"model id {int(mids[i])} is stored under experiment "
+                                     f"{exp[k]!r} alpha {alp[k]} (give other ids, or leave "
+                                     f"model_id out and let the store assign ids)")
+                    action[i], out_ids[i] = "conflict", mids[i]
+                    continue
+            elif srows is not None:
+                k = self.by_src.get((b.source, int(srows[i])))
+            else:
+                k = self.by_dig.get(digests[i])
+            if k is None:
+                action[i] = "new"
+                if mids is not None:
+                    out_ids[i] = mids[i]
+                else:
+                    want_auto.append(i)
+            elif dig[k] == digests[i]:
+                action[i], out_ids[i] = "skip", ids[k]
+            else:
+                out_ids[i] = ids[k]
+                if self.mode == "overwrite":
+                    action[i] = "replace"
+                    replaced.append((Path(bat[k]), int(ids[k])))
+                elif self.mode == "ignore":
+                    action[i] = "ignore"
+                else:
+                    action[i] = "conflict"
+                    what = (f"model id {int(ids[k])}" if mids is not None else
+                            f"{b.source} row {int(srows[i])} (model id {int(ids[k])})")
+                    conflicts.append(f"{what} is stored with different content")
+        if conflicts:
+            raise ConflictError(f"{len(conflicts)} conflicting record(s) in one batch of "
+                                f"the input, e.g. {conflicts[0]}; nothing was written. Use mode "
+                                f"'overwrite' to replace the stored records or 'ignore' to keep them")
+        writes = (action == "new") | (action == "replace")
+        if self.mode == "error" and self.same and writes.any():
+            raise ConflictError(f"experiment {b.experiment!r} at alpha {b.alpha} already holds "
+                                f"{len(self.same)} models and mode is 'error'; nothing was written. "
+                                f"Use mode 'append' to add to it")
+        explicit = mids[writes] if mids is not None else np.zeros(0, np.int64)
+        if want_auto or explicit.size:
+            out_ids[want_auto] = self._reserve(len(want_auto), explicit)
+            self.auto_ids.update(out_ids[want_auto].tolist())
+        plan = {"action": action, "ids": out_ids, "replaced": replaced}
+        self.keys.append(key)
+        self.plans.append(plan)
+        return plan
+
+    def _reserve(self, n: int, explicit: np.ndarray) -> np.ndarray:
+        """n fresh ids (none of `explicit`, stored ids or ids another writer reserved), and the
+        counter moved past them and past `explicit`."""
+        with L.writer_lock(self.root):
+            counter = self.root / L.NEXT_ID
+            nxt = int(self.ids.max()) + 1 if self.ids.size else 0
+            if counter.exists():
+                nxt = max(nxt, int(counter.read_text() or 0))
+            taken = set(explicit.tolist())
+            out = []
+            while len(out) < n:
+                if nxt not in taken:
+                    out.append(nxt)
+                nxt += 1
+            if explicit.size:
+                nxt = max(nxt, int(explicit.max()) + 1)
+            tmp = self.root / L.TMP / f"next-id-{L.new_unit_id()}"
+            tmp.write_text(str(nxt))
+            L.os.replace(tmp, counter)
+        return np.asarray(out, np.int64)

@@ -142,3 +142,62 @@ def test_arrow_ipc_files_ingest(tmp_path, filled, synth):
     from dmstore import InputError
     with pytest.raises(InputError, match="junk.bin: neither a Parquet nor an Arrow IPC file"):
         ingest_parquet(other, [tmp_path / "junk.bin", tmp_path / "margins.arrow"])
+
+
+def test_release_read_once_and_all_or_nothing(tmp_path, monkeypatch):
+    """Ingest reads its input once (each chunk validated, then written privately); a chunk that
+    fails late — after earlier chunks were written — leaves the store byte-exact as it was."""
+    import dmstore.ingest as ing
+    from dmstore.errors import InputError
+    from conftest import snapshot
+    monkeypatch.setattr(ing, "MAX_CELLS", 16 * 7)   # 7 models a chunk: 8 chunks
+    s = Synth(m=50, d=48, n_test=16, f16=True, seed=5)
+    rel = write_release(tmp_path / "r", s.masks, test=s.margins[:, 48:])
+    store = Store.create(tmp_path / "st", train_size=48, test_size=16)
+    reads = []
+    make = ing.ModelBatch.from_arrays
+
+    class Counting(ing.ModelBatch):   # each chunk of the input becomes one batch, once
+        @classmethod
+        def from_arrays(cls, **kw):
+            reads.append(kw["row0"])
+            return make(**kw)
+    monkeypatch.setattr(ing, "ModelBatch", Counting)
+    r = ingest_release(store, rel, 0.5, "e")
+    assert r.added == 50 and r.batches == 8
+    assert reads == list(range(0, 50, 7))          # every chunk read exactly once
+    _check(store, "e", 0.5, s, targets=np.arange(48, 64))
+    assert np.array_equal(store.mask_matrix("e", 0.5, packed=True), np.packbits(s.masks, axis=1))
+
+    bad = s.margins[:, 48:].copy()
+    bad[45, 3] = np.inf                              # in the last chunk
+    rel2 = write_release(tmp_path / "r2", s.masks, test=bad)
+    before = snapshot(store.root)
+    reads.clear()
+    try:
+        ingest_release(store, rel2, 0.5, "e2")
+        raise AssertionError("a non-finite margin was accepted")
+    except InputError as e:
+        assert "row 45, column 3" in str(e) and "float16 overflow" in str(e)
+    assert reads == list(range(0, 42, 7))          # six chunks were read and written before …
+    assert snapshot(store.root) == before            # … yet nothing of them is visible or left
+    assert not any((store.root / ".tmp").iterdir())
+
+
+def test_conflict_in_a_late_batch_leaves_store_as_it_was(tmp_path, monkeypatch):
+    """The plan is made batch by batch: a conflicting record in the last batch is found after
+    the earlier batches were written privately; they are discarded and nothing is visible."""
+    import pytest
+    import dmstore.layout as L
+    from dmstore.errors import ConflictError
+    from conftest import snapshot
+    s = Synth(m=40, d=48, n_test=16, seed=6)
+    store = Store.create(tmp_path / "st", train_size=48, test_size=16)
+    store.append("old", 0.5, s.masks[:1], s.margins[:1], s.targets, model_ids=[39])
+    before = snapshot(store.root)
+    monkeypatch.setattr(L, "MAX_CELLS", 64 * 10)     # 10 models a batch: 4 batches
+    with pytest.raises(ConflictError, match="model id 39 is stored under experiment 'old'"):
+        store.append("new", 0.5, s.masks, s.margins, s.targets, model_ids=np.arange(40))
+    assert snapshot(store.root) == before
+    assert not any((store.root / ".tmp").iterdir())
+    assert store.model_ids("new", 0.5).size == 0
