@@ -7,7 +7,7 @@
 CREATE OR REPLACE VIEW datamodels AS
 SELECT f.fit_id, f.experiment, f.alpha, f.estimator, f.target_id, f.lam, f.bias,
        w.train_id, w.weight
-FROM fits AS f
-JOIN weights AS w
+FROM weights AS w   -- weights first: DuckDB builds the join's hash table on the right side
+JOIN fits AS f
   ON w.fit_id = f.fit_id AND w.target_id = f.target_id AND w.lam = f.lam
 WHERE f.selected;

@@ -9,12 +9,12 @@
 CREATE OR REPLACE MACRO dm_removal_effect(fit, removals, alpha := NULL) AS TABLE
 WITH r AS (SELECT set_id, target_id, train_id FROM query_table(removals)),
 sel AS (SELECT target_id, lam FROM fits WHERE fit_id = fit AND selected),
-hit AS (
+hit AS (  -- weights first: DuckDB builds hash tables on the right side (the small inputs)
     SELECT r.set_id, r.target_id, w.weight
-    FROM r
-    JOIN sel USING (target_id)
-    JOIN weights AS w ON w.fit_id = fit AND w.target_id = r.target_id AND w.lam = sel.lam
-                     AND w.train_id = r.train_id
+    FROM weights AS w
+    JOIN r ON w.target_id = r.target_id AND w.train_id = r.train_id
+    JOIN sel ON sel.target_id = w.target_id AND sel.lam = w.lam
+    WHERE w.fit_id = fit
 ),
 effect AS (SELECT set_id, target_id, sum(weight)::DOUBLE AS s FROM hit GROUP BY ALL),
 sizes AS (SELECT set_id, target_id, count(*) AS n_removed FROM r GROUP BY ALL)

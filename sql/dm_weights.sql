@@ -5,7 +5,7 @@
 -- Columns: target_id INTEGER, train_id INTEGER, weight FLOAT, bias DOUBLE, lam DOUBLE.
 CREATE OR REPLACE MACRO dm_weights(fit, lam := NULL) AS TABLE
 SELECT w.target_id, w.train_id, w.weight, f.bias, f.lam
-FROM fits AS f
-JOIN weights AS w ON w.fit_id = f.fit_id AND w.target_id = f.target_id AND w.lam = f.lam
-WHERE f.fit_id = fit
+FROM weights AS w   -- weights first: DuckDB builds the join's hash table on the right side
+JOIN fits AS f ON w.fit_id = f.fit_id AND w.target_id = f.target_id AND w.lam = f.lam
+WHERE f.fit_id = fit AND w.fit_id = fit
   AND ((lam IS NULL AND f.selected) OR f.lam = lam);

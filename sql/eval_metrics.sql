@@ -13,15 +13,15 @@
 --   spearman_mask_avg, pearson_mask_avg, mse_mask_avg.
 CREATE OR REPLACE VIEW eval_metrics AS
 WITH joined AS (
-    SELECT p.fit_id, r.estimator, r.alpha, p.target_id, p.model_id, m.mask_id,
+    SELECT p.fit_id, p.target_id, m.mask_id,
            p.predicted::DOUBLE AS predicted,
            CASE WHEN r.estimator LIKE '%\_correct' ESCAPE '\' THEN (y.margin > 0)::DOUBLE
                 ELSE y.margin::DOUBLE END AS actual,
            (y.margin > 0)::INTEGER AS correct
-    FROM eval_predictions AS p
-    JOIN fit_runs AS r USING (fit_id)
-    JOIN models AS m USING (model_id)
-    JOIN margins AS y ON y.model_id = p.model_id AND y.example_id = p.target_id
+    FROM margins AS y   -- DuckDB builds the hash table on the right: the (smaller) predictions
+    JOIN eval_predictions AS p ON y.model_id = p.model_id AND y.example_id = p.target_id
+    JOIN fit_runs AS r ON r.fit_id = p.fit_id
+    JOIN models AS m ON m.model_id = p.model_id
 ),
 repeats AS (  -- fits whose eval models share masks
     SELECT r.fit_id
@@ -30,43 +30,49 @@ repeats AS (  -- fits whose eval models share masks
     GROUP BY r.fit_id
     HAVING count(*) > count(DISTINCT m.mask_id)
 ),
--- one row per unit: a model, or a mask (outputs of its models averaged); same metrics for both
+-- one row per unit: a model (lvl 0), or a mask (lvl 1: outputs of its models averaged); same
+-- metrics for both
 units AS (
-    SELECT 'model' AS level, fit_id, estimator, alpha, target_id, model_id AS unit, mask_id,
-           predicted, actual, correct
-    FROM joined
+    SELECT 0 AS lvl, fit_id, target_id, mask_id, predicted, actual, correct FROM joined
     UNION ALL
-    SELECT 'mask', fit_id, any_value(estimator), any_value(alpha), target_id, mask_id, mask_id,
-           avg(predicted), avg(actual), NULL
+    SELECT 1, fit_id, target_id, mask_id, avg(predicted), avg(actual), NULL
     FROM joined
     WHERE fit_id IN (SELECT fit_id FROM repeats)
     GROUP BY fit_id, target_id, mask_id
 ),
-ranked AS (
-    SELECT *,
-        rank() OVER (PARTITION BY level, fit_id, target_id ORDER BY predicted)
-            + (count(*) OVER (PARTITION BY level, fit_id, target_id, predicted) - 1) / 2.0 AS rank_pred,
-        rank() OVER (PARTITION BY level, fit_id, target_id ORDER BY actual)
-            + (count(*) OVER (PARTITION BY level, fit_id, target_id, actual) - 1) / 2.0 AS rank_actual
-    FROM units
+keyed AS (  -- one integer key per group (fit ids < 2^30): cheaper to hash and sort than three columns
+    SELECT *, (fit_id::BIGINT << 33) | (lvl::BIGINT << 32) | target_id::BIGINT AS grp FROM units
+),
+sizes AS (SELECT grp, count(*) AS n_part FROM keyed GROUP BY grp),
+counted AS (  -- group sizes by a join: cheaper than a third window
+    SELECT u.*, s.n_part FROM keyed AS u JOIN sizes AS s USING (grp)
+),
+ranked AS (  -- average ranks from one sort per ordering: (rank() + cume_dist()·n) / 2
+    SELECT lvl, fit_id, target_id, mask_id, predicted, actual, correct,
+        (rank() OVER wp + round(cume_dist() OVER wp * n_part)) / 2.0 AS rank_pred,
+        (rank() OVER wa + round(cume_dist() OVER wa * n_part)) / 2.0 AS rank_actual
+    FROM counted
+    WINDOW wp AS (PARTITION BY grp ORDER BY predicted),
+           wa AS (PARTITION BY grp ORDER BY actual)
 ),
 metrics AS (
-    SELECT level, fit_id, any_value(estimator) AS estimator, any_value(alpha) AS alpha, target_id,
+    SELECT lvl, fit_id, target_id,
            count(*) AS n_units,
-           count(DISTINCT mask_id) AS n_masks,
            nullif(corr(rank_pred, rank_actual), 'nan'::DOUBLE) AS spearman,
            nullif(corr(predicted, actual), 'nan'::DOUBLE) AS pearson,
            avg((predicted - actual) ** 2) AS mse,
            (sum(rank_pred) FILTER (correct = 1) - sum(correct) * (sum(correct) + 1) / 2.0)
                / nullif(sum(correct) * (count(*) - sum(correct)), 0) AS auc
     FROM ranked
-    GROUP BY level, fit_id, target_id
+    GROUP BY lvl, fit_id, target_id
 )
-SELECT m.fit_id, m.estimator, m.alpha, m.target_id, m.n_units AS n_models, m.n_masks,
+SELECT m.fit_id, r.estimator, r.alpha, m.target_id, m.n_units AS n_models,
+       CASE WHEN k.fit_id IS NULL THEN m.n_units ELSE k.n_units END AS n_masks,
        m.spearman, m.pearson, m.mse, m.auc,
        CASE WHEN k.fit_id IS NULL THEN m.spearman ELSE k.spearman END AS spearman_mask_avg,
        CASE WHEN k.fit_id IS NULL THEN m.pearson ELSE k.pearson END AS pearson_mask_avg,
        CASE WHEN k.fit_id IS NULL THEN m.mse ELSE k.mse END AS mse_mask_avg
 FROM metrics AS m
-LEFT JOIN metrics AS k ON k.level = 'mask' AND k.fit_id = m.fit_id AND k.target_id = m.target_id
-WHERE m.level = 'model';
+JOIN fit_runs AS r USING (fit_id)
+LEFT JOIN metrics AS k ON k.lvl = 1 AND k.fit_id = m.fit_id AND k.target_id = m.target_id
+WHERE m.lvl = 0;
