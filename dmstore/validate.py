@@ -75,25 +75,31 @@ def check_mask_rows(n_included: np.ndarray, alpha: float, d: int, where: str, ro
 
 
 def margins_to_f32(margins, m: int, n: int, where: str, row0: int = 0) -> np.ndarray:
-    """margins: float[m, n] → float32 [m, n]; refuses NaN/±inf (naming float16 overflow)."""
+    """margins: float[m, n] → float32 [m, n]; refuses NaN/±inf (naming float16 overflow) and
+    values beyond float32's range."""
     margins = np.asarray(margins)
     if margins.ndim != 2 or margins.shape != (m, n):
         raise InputError(f"{where}: margins have shape {margins.shape} but {m} models x {n} targets "
                          f"were expected (one row per mask, one column per target id)")
     if margins.dtype.kind not in "fiu":
         raise InputError(f"{where}: margins have dtype {margins.dtype}; expected floating point")
-    finite = np.isfinite(margins)
-    if not finite.all():
-        r, c = np.argwhere(~finite)[0]
+    with np.errstate(over="ignore"):   # exact from float16; checked as float32 below (fast)
+        out = margins.astype(np.float32, copy=False)
+    if not np.isfinite(out).all():
+        bad = ~np.isfinite(out)
+        r, c = np.argwhere(bad)[0]
         v = margins[r, c]
-        n_bad = int((~finite).sum())
+        n_bad = int(bad.sum())
         if margins.dtype == np.float16 and np.isinf(v):
             raise InputError(f"{where}: row {row0 + r}, column {c}: margin is {v} — a float16 overflow "
                              f"(|margin| > 65504); {n_bad} value(s) affected. Re-export the margins "
                              f"as float32")
+        if np.isfinite(v):   # finite in its own dtype, beyond float32's range
+            raise InputError(f"{where}: row {row0 + r}, column {c}: margin {v} overflows float32; "
+                             f"margins must fit float32")
         raise InputError(f"{where}: row {row0 + r}, column {c}: margin is {v}; {n_bad} non-finite "
                          f"value(s). Drop or re-run those models: margins must be finite")
-    return margins.astype(np.float32, copy=False)
+    return out
 
 
 def check_target_ids(target_ids, n_examples: int, where: str) -> np.ndarray:

@@ -60,6 +60,12 @@ def _bad_f16_overflow(s):
     return dict(train=t)
 
 
+def _bad_f32_overflow(s):   # finite float64 that float32 cannot hold used to be stored as inf
+    t = s.margins[:, s.d:].astype(np.float64)
+    t[13, 2] = 1e300
+    return dict(test=t)
+
+
 def _bad_shape(s):
     return dict(test=s.margins[:, s.d:s.d + 5])
 
@@ -79,6 +85,7 @@ CASES = [
     (_bad_alpha, ["row 7", "observed alpha 0.1000"]),
     (_bad_nan, ["row 9", "column 3", "nan", "test_margins_50pct.npy"]),
     (_bad_f16_overflow, ["row 11", "float16 overflow", "train_margins_50pct.npy"]),
+    (_bad_f32_overflow, ["row 13", "column 2", "overflows float32", "test_margins_50pct.npy"]),
     (_bad_shape, ["test_margins_50pct.npy", "5 columns"]),
     (_bad_rows, ["test_margins_50pct.npy", "20 rows"]),
     (_bad_more_rows, ["test_margins_50pct.npy", "35 rows", "exactly one row per model"]),
