@@ -73,7 +73,10 @@ def write_parquet(table: pa.Table, path: Path, kind: str, metadata: dict | None 
     pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True, **opts)
 
 
-TARGET_GROUP_ROWS = 1 << 17   # rows per row group of a target-major margins file (whole targets)
+# rows per row group of a target-major margins file (whole targets). A point query pays per row
+# group (footer statistics) more than per row: on 1.2 B margins in 38 files, 1 M-row groups
+# answer one target in 0.095 s vs 0.24 s with 128 k-row groups, and the file is 7 % smaller.
+TARGET_GROUP_ROWS = 1 << 20
 
 
 def write_margins_target_major(path: Path, model_ids: np.ndarray, target_ids: np.ndarray, Y: np.ndarray,
