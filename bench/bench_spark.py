@@ -91,6 +91,7 @@ def main():
     spark = (SparkSession.builder.master(f"local[{a.cores}]").appName("bench_spark")
              .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
              .config("spark.driver.memory", a.spark_memory)
+             .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="spark-warehouse-"))
              .config("spark.sql.shuffle.partitions", str(2 * a.cores)).getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     dmsp = register(spark, st)

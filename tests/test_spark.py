@@ -68,9 +68,10 @@ def seeded(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def spark():
+def spark(tmp_path_factory):
     from pyspark.sql import SparkSession
-    s = (SparkSession.builder.master("local[2]").appName("dmstore-tests")
+    s = (SparkSession.builder.master("local[2]").appName("dmstore-tests")   # no spark-warehouse/ in the checkout
+         .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
          .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.shuffle.partitions", "2").config("spark.driver.memory", "1g")
          .getOrCreate())
