@@ -18,17 +18,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import layout as L
 from . import log
+from .errors import InputError
 from .progress import progress
-import numpy as np
-
 from .reader import LAYOUT_KEY
 from .store import TARGETS_KEY, Store
 from .writer import batch_entry
+
+
+def _meta(bd: Path) -> dict:
+    return pq.read_schema(bd / "margins.parquet").metadata or {}
 
 
 def _layout(meta: dict) -> str:
@@ -42,7 +46,7 @@ def _plan_merges(batches: list[Path], max_cells: int, layout: str = "model") -> 
     for bd in batches:
         if bd.name == L.EMPTY:
             continue
-        meta = pq.read_schema(bd / "margins.parquet").metadata or {}
+        meta = _meta(bd)
         if _layout(meta) != layout:
             moves.add(bd)
         targets = meta.get(TARGETS_KEY.encode(), b"").decode()
@@ -59,12 +63,10 @@ def _plan_merges(batches: list[Path], max_cells: int, layout: str = "model") -> 
 
 def _merge(store: Store, sources: list[Path], layout: str = "model") -> tuple[dict, L.StagedUnit]:
     """Write one published (not yet live) batch holding `sources` in order, in `layout`."""
-    meta = pq.read_schema(sources[0] / "margins.parquet").metadata or {}
-    targets = meta.get(TARGETS_KEY.encode(), b"").decode()
+    targets = _meta(sources[0]).get(TARGETS_KEY.encode(), b"").decode()
     unit = L.StagedUnit(store.root, L.BATCHES)
     models = margins = 0
-    if layout == "target" or any(_layout(pq.read_schema(bd / "margins.parquet").metadata or {}) == "target"
-                                 for bd in sources):
+    if layout == "target" or any(_layout(_meta(bd)) == "target" for bd in sources):
         return _merge_matrix(store, sources, targets, unit, layout)
     try:
         with L.parquet_writer(unit.tmp / "margins.parquet", "margins", {TARGETS_KEY: targets}) as wy, \
@@ -113,7 +115,6 @@ def compact(store: Store, max_cells: int = 32_000_000, layout: str = "model") ->
     """Merge small batches (and with layout='target', rewrite every batch target-major);
     returns {'before', 'after': live batches, 'merged': sources merged, 'skipped': merges
     dropped because a concurrent commit retired a source}."""
-    from .errors import InputError
     if layout not in ("model", "target"):
         raise InputError(f"--layout must be model or target, got {layout!r}")
     store._require_writable()

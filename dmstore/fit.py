@@ -529,7 +529,8 @@ def _scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, ne
     Xs, Ys = {"fit": [], "val": []}, {"fit": [], "val": []}
     vpacked, vY = [], []
     max_rows = int(min(4096, max(256, (16 << 20) // max(d, 1))))
-    for ch in store.iter_chunks(experiment, alpha, role=["fit", "val"], targets=both, max_rows=max_rows):
+    for ch in store.iter_chunks(experiment, alpha, role=["fit", "val"], targets=both, max_rows=max_rows,
+                                unpack=bool(gram_t.size)):   # eq. 9 rows stay packed as stored
         isval = np.isin(ch["model_ids"], val_ids, assume_unique=True)
         Yall = ch["margins"]
         if correct:
@@ -543,13 +544,13 @@ def _scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, ne
                 Y = torch.as_tensor(Yg).to(device=dev, dtype=dt)
                 S[g].add(X, Y)
                 if g == "val":
-                    vpacked.append(np.packbits(ch["masks"][sel], axis=1))
+                    vpacked.append(ch["packed"][sel])
                     vY.append(Y)
                 del X
             else:
                 S[g].m += int(sel.sum())
             if row_t is not None:
-                Xs[g].append(np.packbits(ch["masks"][sel], axis=1))
+                Xs[g].append(ch["packed"][sel])
                 Ys[g].append(torch.as_tensor(np.ascontiguousarray(Yall[sel][:, rpos])).to(device=dev, dtype=dt))
     val = None
     if vpacked:

@@ -27,22 +27,24 @@ def _roles(role) -> list[str] | None:
     return [role] if isinstance(role, str) else list(role)
 
 
+def _numpy(col: pa.ChunkedArray) -> np.ndarray:
+    """A float column as numpy, without a copy when it is one chunk."""
+    return col.chunk(0).to_numpy() if col.num_chunks == 1 else col.to_numpy()
+
+
 def _target_major(pf: pq.ParquetFile, n_targets: int, pos: np.ndarray | None) -> np.ndarray:
     """float32 [m, len(pos)] (all targets when `pos` is None) of a target-major margins file:
     target p holds rows [p·m, (p+1)·m); only the row groups overlapping those rows are read."""
     total = pf.metadata.num_rows
     m = total // n_targets if n_targets else 0
     if pos is None:
-        col = pf.read(columns=["margin"])["margin"]
-        flat = col.to_numpy() if col.num_chunks != 1 else col.chunk(0).to_numpy()
-        return flat.reshape(n_targets, m).T
+        return _numpy(pf.read(columns=["margin"])["margin"]).reshape(n_targets, m).T
     sizes = np.array([pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)], np.int64)
     gstart = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     first = np.searchsorted(gstart, pos * m, side="right") - 1
     last = np.searchsorted(gstart, (pos + 1) * m - 1, side="right") - 1
     groups = np.unique(np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last)])) if pos.size else []
-    col = pf.read_row_groups(list(groups), columns=["margin"])["margin"]
-    flat = col.to_numpy() if col.num_chunks != 1 else col.chunk(0).to_numpy()
+    flat = _numpy(pf.read_row_groups(list(groups), columns=["margin"])["margin"])
     cstart = np.zeros(pf.num_row_groups, np.int64)
     cstart[groups] = np.concatenate([[0], np.cumsum(sizes[groups])[:-1]])
     base = pos * m - gstart[first] + cstart[first]
@@ -104,10 +106,11 @@ class Reader:
                                    if have else "; the store is empty"))
 
     def iter_chunks(self, experiment, alpha, role=None, targets=None, with_masks=True,
-                    with_margins=True, max_rows: int = 4096) -> Iterator[dict]:
+                    with_margins=True, max_rows: int = 4096, unpack: bool = True) -> Iterator[dict]:
         """Stream the matching models batch by batch (≤ max_rows rows a chunk):
-        dicts with model_ids int64[c], roles object[c], mask_ids int64[c],
-        masks bool[c, d] (when with_masks) and margins float32[c, n] on `targets` (ascending)."""
+        dicts with model_ids int64[c], roles object[c], mask_ids int64[c], packed uint8[c, ⌈d/8⌉]
+        and masks bool[c, d] (when with_masks; masks only when `unpack`) and margins float32[c, n]
+        on `targets` (ascending)."""
         targets = None if targets is None else np.asarray(targets, np.int32)
         for bd in self._batch_dirs():
             cols = ["model_id", "role", "mask_id"] + (["mask"] if with_masks else [])
@@ -125,7 +128,9 @@ class Reader:
                 sl = slice(lo, lo + max_rows)
                 out = {"model_ids": ids[sl], "roles": roles[sl], "mask_ids": mask_ids[sl]}
                 if with_masks:
-                    out["masks"] = np.unpackbits(packed[sl], axis=1, count=self.d).view(bool)
+                    out["packed"] = packed[sl]
+                    if unpack:
+                        out["masks"] = np.unpackbits(packed[sl], axis=1, count=self.d).view(bool)
                 if with_margins:
                     out["margins"] = Y[sl]
                 yield out
@@ -155,9 +160,7 @@ class Reader:
         if target_major:
             full = _target_major(pf, have.size, pos)            # [m, len(pos) or n]
         else:
-            col = pf.read(columns=["margin"])["margin"]
-            flat = col.to_numpy() if col.num_chunks != 1 else col.chunk(0).to_numpy()
-            full = flat.reshape(-1, have.size) if have.size else np.zeros((0, 0), np.float32)
+            full = _numpy(pf.read(columns=["margin"])["margin"]).reshape(-1, have.size) if have.size else np.zeros((0, 0), np.float32)
             if pos is not None:
                 full = full[:, pos]
         return full if rows.size == full.shape[0] else full[rows]
