@@ -722,24 +722,39 @@ def log_cmd(store, fmt, out):
 @store_arg
 @click.option("--retain", "retain_hours", type=click.FloatRange(0), default=168.0, show_default=True,
               metavar="HOURS", help="Keep files retired less than this long ago (readers of older "
-                                    "snapshots may still read them).")
+                                    "snapshots may still read them). Below 1 needs --force.")
+@click.option("--force", is_flag=True, help="Allow --retain below 1 hour (no reader of a recent snapshot running).")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-def vacuum(store, retain_hours, dry_run):
-    """Delete unit directories that no live snapshot needs: those retired by a commit (compact,
-    overwrite) more than --retain hours ago, and those a writer left without committing.
+def vacuum(store, retain_hours, force, dry_run):
+    """Delete unit directories that no snapshot needs: those retired by a commit (compact,
+    overwrite) more than --retain hours ago, and those a dead writer left without committing.
+    Units a running writer (on any machine sharing the store) may still commit, and the version
+    an unfinished sharded fit run reads, are always kept.
 
     \b
-      dmstore vacuum runs                 # keep a week of history readable
-      dmstore vacuum runs --retain 0      # only when no reader or writer is running
+      dmstore vacuum runs                         # keep a week of history readable
+      dmstore vacuum runs --retain 0 --force      # when no reader of an older snapshot runs
       dmstore vacuum runs --dry-run
     """
-    from dmstore import Store, log
+    from dmstore import Store
+    from dmstore.vacuum import SAFE_RETAIN_HOURS, vacuum as run_vacuum
     Store.open(store, "a")
-    r = log.vacuum(store, retain_hours, dry_run)
+    if retain_hours < SAFE_RETAIN_HOURS and not force:
+        raise click.UsageError(f"--retain {retain_hours:g} is below the safe minimum of {SAFE_RETAIN_HOURS:g} h: "
+                               f"a reader of a snapshot from the last hour would find its files deleted. "
+                               f"Add --force if no such reader runs (running writers are protected either way)")
+    r = run_vacuum(store, retain_hours, dry_run, force=force)
     for p in r["deleted"]:
         click.echo(("would delete " if dry_run else "deleted ") + p)
     click.echo(f"{'would free' if dry_run else 'freed'} {r['bytes']:,} bytes in {len(r['deleted'])} "
                f"unit(s); live version {r['version']}")
+    why = {"retention": f"retired less than {retain_hours:g} h ago (--retain)",
+           "live writer": "a running writer may still commit them",
+           "pinned run": "unfinished sharded fit run(s) " + ", ".join(
+               f"{n} (version {v})" for n, v in sorted(r["runs"].items()))
+           + " read them; finish the run, or remove its _runs/NAME.json to give it up"}
+    for reason, units in r["kept"].items():
+        click.echo(f"kept {len(units)} unit(s): {why[reason]}")
 
 
 @cli.command()

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import layout as L
-from . import log
+from . import lease, log
 from .errors import InputError
 from .progress import progress
 from .reader import LAYOUT_KEY
@@ -118,6 +118,11 @@ def compact(store: Store, max_cells: int = 32_000_000, layout: str = "model") ->
     if layout not in ("model", "target"):
         raise InputError(f"--layout must be model or target, got {layout!r}")
     store._require_writable()
+    with lease.held(store.root, "compact"):
+        return _compact(store, max_cells, layout)
+
+
+def _compact(store: Store, max_cells: int, layout: str) -> dict:
     base = log.snapshot(store.root)
     batches = [b for b in base.paths(L.BATCHES) if b.name != L.EMPTY]
     merges = _plan_merges(batches, max_cells, layout)

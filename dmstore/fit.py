@@ -32,7 +32,7 @@ import torch
 
 from .writer import commit_fit
 from . import __version__
-from .errors import InputError
+from .errors import InputError, StoreError
 from .solvers import Problem, cg_solve, ones_null, gram_matvec, lasso_solve, lipschitz_gram, lipschitz_power
 from .stats import Stats, center_gram_, split_val
 from .validate import check_alpha
@@ -456,6 +456,12 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         from . import sharding
         rec = sharding.open_run(store, run, params, shard[1])
         if rec["version"] != store.as_of:   # every shard reads the version the run started at
+            from . import log
+            gone = log.snapshot(store.root, rec["version"]).missing_files()
+            if gone:
+                raise StoreError(f"run {run!r} reads store version {rec['version']}, but {len(gone)} of its files "
+                                 f"were deleted since (by vacuum, or by hand), e.g. {gone[0]}; its remaining shards "
+                                 f"cannot fit the same data. Start the run again under a new run name")
             return fit(store.pinned(rec["version"]), experiment, alpha, estimator, targets, n_lambdas,
                        lambda_min_ratio, device, dtype, keep_path, tol, max_iter, val_fraction, seed,
                        block_size, progress, False, shard, run)

@@ -30,6 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import lease, log
+from .errors import StoreError
 from .schema import arrow_schema
 
 MANIFEST = "dmstore.json"
@@ -53,8 +55,12 @@ _WRITE_OPTIONS = {
 }
 
 
-def new_unit_id() -> str:
-    """A sortable, collision-free name for a batch or temp directory: time, pid, random."""
+def new_unit_id(root: Path | None = None) -> str:
+    """A sortable, collision-free name for a batch or temp directory: time, pid, and the token
+    of this process's writer lease on `root` when it holds one (`lease.held`), else random."""
+    held = lease.current(root) if root is not None else None
+    if held is not None:
+        return held.name()
     return f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
@@ -120,8 +126,12 @@ class StagedUnit:
     """A directory of Parquet files built privately under `.tmp/`, then published into place."""
 
     def __init__(self, root: Path, parent: str, name: str | None = None):
+        held = lease.current(root)
+        if held is None:   # vacuum could not tell this unit's writer is alive
+            raise StoreError(f"{root}: internal error: a unit is staged outside a writer lease "
+                             f"(wrap the write in dmstore.lease.held(root))")
         self.root, self.parent = root, parent
-        self.name = name or new_unit_id()
+        self.name = held.name(f"{name}-" if name else "")
         self.tmp = root / TMP / f"{self.name}"
         self.tmp.mkdir(parents=True)
         self.published = False
@@ -149,7 +159,6 @@ class StagedUnit:
         if not self.published:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
-        from . import log
         if self.path not in log.snapshot(self.root).units:
             remove_unit(self.root, self.root / self.path)
 
@@ -157,35 +166,26 @@ class StagedUnit:
 def remove_unit(root: Path, unit: Path) -> None:
     """Delete a unit directory that no commit names: renamed into `.tmp/` first, then deleted."""
     trash = root / TMP / f"trash-{new_unit_id()}"
-    os.replace(unit, trash)
+    try:
+        os.replace(unit, trash)
+    except FileNotFoundError:   # already gone (deleted by vacuum or by hand)
+        return
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_temps(root: Path) -> int:
-    """Delete `.tmp/` entries left by writers that died (their pid is gone). Call under the lock."""
+    """Delete `.tmp/` entries of writers that are gone: trash, and entries whose writer's lease
+    is dead (`lease.entry_alive`; judged by heartbeat age, never by a PID of another machine)."""
     n = 0
     tmp = root / TMP
     if not tmp.exists():
         return 0
     for entry in tmp.iterdir():
-        parts = entry.name.split("-")
         try:
-            pid = int(parts[-2])
-        except (IndexError, ValueError):
+            mtime = entry.stat().st_mtime
+        except FileNotFoundError:
             continue
-        if entry.name.startswith("trash-") or not _pid_alive(pid) or pid == os.getpid():
-            if pid == os.getpid() and not entry.name.startswith("trash-"):
-                continue  # one of ours, still being written
+        if entry.name.startswith("trash-") or not lease.entry_alive(root, entry.name, mtime):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:   # e.g. a next-id file whose writer died before renaming it

@@ -22,7 +22,6 @@ import datetime as _dt
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +66,10 @@ class Snapshot:
         root = self.root if root is None else root
         return [str(root / p / f"{relation}.parquet") for p in sorted(self.units)
                 if relation in self.units[p]["relations"]]
+
+    def missing_files(self) -> list[str]:
+        """Files this snapshot names that are gone (deleted by vacuum, or by hand)."""
+        return [f for f in self.all_files() if not os.path.exists(f)]
 
     def all_files(self) -> list[str]:
         return [str(self.root / p / f"{r}.parquet") for p in sorted(self.units)
@@ -190,6 +193,11 @@ def commit(base: Snapshot, operation: str, add: list[dict], remove: list[str] = 
     root = base.root
     remove = list(remove)
     mine = set(remove)
+    for e in add:   # a unit deleted meanwhile (vacuum of a stalled writer, by hand) is never named
+        gone = [r for r in e["relations"] if not (root / e["path"] / f"{r}.parquet").is_file()]
+        if gone:
+            raise StoreError(f"{root}: {e['path']}/{gone[0]}.parquet was deleted before its commit "
+                             f"(by vacuum, or by hand); nothing was committed — run the write again")
     v = base.version + 1
     while True:
         payload = {"version": v, "timestamp": _now(), "operation": operation, "add": add,
@@ -235,37 +243,3 @@ def history(root) -> list[dict]:
         })
         live.update((e["path"], e) for e in c["add"])
     return out
-
-
-def vacuum(root, retain_hours: float = 168.0, dry_run: bool = False) -> dict:
-    """Delete unit directories no longer live: those removed by a commit older than
-    `retain_hours`, and orphans (written by a writer that never committed) whose files are older
-    than that. Returns {'deleted': [...relative paths], 'bytes': n}."""
-    root = Path(root)
-    live = snapshot(root)
-    cutoff = time.time() - retain_hours * 3600
-    removed_at: dict[str, float] = {}
-    for c in commits_after(root, -1):
-        ts = _dt.datetime.fromisoformat(c["timestamp"]).timestamp()
-        for p in c.get("remove", []):
-            removed_at[p] = ts
-    deleted, nbytes = [], 0
-    for prefix in ("batches", "fits", "analyses"):
-        top = root / prefix
-        if not top.exists():
-            continue
-        for unit in sorted(top.iterdir()):
-            rel = f"{prefix}/{unit.name}"
-            if rel in live.units or not unit.is_dir():
-                continue
-            when = removed_at.get(rel)
-            if when is None:   # never committed: age by its newest file
-                when = max((f.stat().st_mtime for f in unit.iterdir()), default=unit.stat().st_mtime)
-            if when > cutoff:
-                continue
-            size = sum(f.stat().st_size for f in unit.iterdir())
-            deleted.append(rel)
-            nbytes += size
-            if not dry_run:
-                shutil.rmtree(unit, ignore_errors=True)
-    return {"deleted": deleted, "bytes": nbytes, "version": live.version}

@@ -115,7 +115,13 @@ class Store(Reader, Writer):
         """The units live in this store: at `as_of` when pinned, else at the latest commit."""
         if self.as_of is not None:
             if self._snap is None:
-                self._snap = log.snapshot(self.root, self.as_of)
+                snap = log.snapshot(self.root, self.as_of)
+                gone = snap.missing_files()
+                if gone:   # never read a past version as if it had fewer rows
+                    raise StoreError(f"{self.root}: version {self.as_of} names {len(gone)} file(s) that were "
+                                     f"deleted (by `dmstore vacuum`, or by hand), e.g. {gone[0]}; read a newer version "
+                                     f"(see `dmstore log`)")
+                self._snap = snap
             return self._snap
         latest = log.latest_version(self.root)
         if self._snap is None or self._snap.version != latest:

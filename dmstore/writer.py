@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import layout as L
-from . import log
+from . import lease, log
 from .batch import ModelBatch, encode_ranges
 from .errors import ConflictError, InputError
 from .reader import LAYOUT_KEY, TARGETS_KEY
@@ -114,6 +114,10 @@ class Writer:
         is the input read again (`make_batches()` is called once per attempt)."""
         self._require_writable()
         check_mode(mode)
+        with lease.held(self.root, "ingest"):
+            return self._ingest(make_batches, mode, progress, commit_info)
+
+    def _ingest(self, make_batches, mode, progress, commit_info) -> IngestReport:
         for _ in range(MAX_RETRIES):
             base = log.snapshot(self.root)
             planner = _Planner(self, base, mode)
@@ -249,25 +253,28 @@ def _identity_check(root: Path, keys, plan):
 
 
 def commit_unit(store, prefix: str, tables: dict, operation: str, entry: dict | None = None,
-                info: dict | None = None, check=None, name: str | None = None) -> int:
+                info: dict | None = None, check=None, name: str | None = None,
+                base: log.Snapshot | None = None) -> int:
     """Write `tables` (kind → Arrow table) as one unit under `prefix` (`fits`, `analyses`) and
-    make it live in one commit after the latest snapshot; returns the version. `check` as in
-    `log.commit` (a conflict removes the unit and re-raises)."""
-    base = log.snapshot(store.root)
-    unit = L.StagedUnit(store.root, prefix, name)
-    try:
-        for kind, t in tables.items():
-            unit.write(kind, t)
-        path = unit.publish()
-    except BaseException:
-        unit.discard()
-        raise
-    e = {"path": path, "relations": list(tables), **(entry or {})}
-    try:
-        return log.commit(base, operation, [e], info=info, check=check)
-    except BaseException:
-        unit.discard()
-        raise
+    make it live in one commit after snapshot `base` (default: the latest); returns the version.
+    `check` as in `log.commit` (a conflict removes the unit and re-raises). `name` prefixes the
+    unit's directory name."""
+    with lease.held(store.root, operation):
+        base = log.snapshot(store.root) if base is None else base
+        unit = L.StagedUnit(store.root, prefix, name)
+        try:
+            for kind, t in tables.items():
+                unit.write(kind, t)
+            path = unit.publish()
+        except BaseException:
+            unit.discard()
+            raise
+        e = {"path": path, "relations": list(tables), **(entry or {})}
+        try:
+            return log.commit(base, operation, [e], info=info, check=check)
+        except BaseException:
+            unit.discard()
+            raise
 
 
 def commit_fit(store, tables, info: dict) -> int:
@@ -282,7 +289,7 @@ def commit_fit(store, tables, info: dict) -> int:
                 raise log.CommitConflict(f"fit id {fit_id} was committed meanwhile")
         try:
             commit_unit(store, L.FITS, tables(fit_id), "fit", {"fit_id": fit_id},
-                        info={"fit_id": fit_id, **info}, check=check, name=f"{fit_id:08d}-{L.new_unit_id()}")
+                        info={"fit_id": fit_id, **info}, check=check, name=f"{fit_id:08d}")
             return fit_id
         except log.CommitConflict:
             continue
@@ -417,7 +424,7 @@ class _Planner:
                 nxt += 1
             if explicit.size:
                 nxt = max(nxt, int(explicit.max()) + 1)
-            tmp = self.root / L.TMP / f"next-id-{L.new_unit_id()}"
+            tmp = self.root / L.TMP / f"next-id-{L.new_unit_id(self.root)}"
             tmp.write_text(str(nxt))
             L.os.replace(tmp, counter)
         return np.asarray(out, np.int64)

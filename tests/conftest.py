@@ -21,12 +21,13 @@ def alpha_masks(rng, m: int, d: int, alpha: float) -> np.ndarray:
 
 
 def snapshot(root: Path) -> dict:
-    """relative path → sha256 of every file of the store's data (the private .tmp/, .lock and
-    .next_model_id — ids reserved by writers, never reused — excluded)."""
+    """relative path → sha256 of every file of the store's data (the private .tmp/, _leases/
+    (writers' heartbeats), .lock and .next_model_id — ids reserved by writers, never reused —
+    excluded)."""
     out = {}
     for dirpath, _, files in os.walk(root):
         rel = Path(dirpath).relative_to(root)
-        if rel.parts[:1] == (".tmp",):
+        if rel.parts[:1] in ((".tmp",), ("_leases",)):
             continue
         for f in files:
             if f in (".lock", ".next_model_id"):

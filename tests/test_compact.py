@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from dmstore.cli import cli
 from dmstore import Store, schema
 from dmstore.compact import compact
+from dmstore.vacuum import vacuum
 
 from conftest import Synth
 
@@ -105,7 +106,7 @@ def test_compaction_killed_at_random_points(tmp_path, sig, layout):
         assert r["skipped"] == 0 and r["after"] <= 10
         assert compact(Store.open(root, "a"), max_cells=cells, layout=layout)["merged"] == 0   # nothing left
         _exactly_once(root, s, m, n)
-        dmstore.log.vacuum(root, retain_hours=0)                     # and leaves nothing behind
+        vacuum(root, retain_hours=0, force=True)                     # and leaves nothing behind
         _exactly_once(root, s, m, n)
         live = {p.name for p in Store.open(root).snapshot().paths("batches")}
         assert {p.name for p in (root / "batches").iterdir()} == live

@@ -1,6 +1,8 @@
 """The commit log: snapshots, time travel, checkpoints, vacuum, and the v1 -> v2 migration."""
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +11,9 @@ from click.testing import CliRunner
 
 import dmstore
 from dmstore.cli import cli
-from dmstore import Store, StoreError, log
+from dmstore import Store, StoreError, lease, log
 from dmstore.compact import compact
+from dmstore.vacuum import vacuum
 
 from conftest import Synth, snapshot
 
@@ -74,9 +77,13 @@ def test_views_read_the_snapshot_not_a_glob(store, synth):
     shutil.copytree(live, store.root / "batches" / "orphan")
     assert counts(store.root) == (60, 60, 60 * 52)
     assert store.model_ids("exp", 0.5).size == 60
-    r = log.vacuum(store.root, retain_hours=1)
-    assert r["deleted"] == []                      # too young: a writer may still commit it
-    r = log.vacuum(store.root, retain_hours=0)
+    # no lease token (an older dmstore's unit): kept while young enough that its writer may live
+    r = vacuum(store.root, retain_hours=0, force=True)
+    assert r["deleted"] == [] and r["kept"] == {"live writer": ["batches/orphan"]}
+    old = time.time() - 2 * lease.TTL_S
+    os.utime(store.root / "batches" / "orphan" / "models.parquet", (old, old))
+    os.utime(store.root / "batches" / "orphan" / "margins.parquet", (old, old))
+    r = vacuum(store.root)                       # never committed: no retention needed
     assert r["deleted"] == ["batches/orphan"] and not (store.root / "batches" / "orphan").exists()
 
 
@@ -89,10 +96,12 @@ def test_vacuum_keeps_what_old_snapshots_read_until_retention(tmp_path):
     con_old = dmstore.connect(st.root)             # a reader holding the pre-compaction snapshot
     compact(st)
     assert counts(st.root) == (60, 60, 60 * 52)
-    assert log.vacuum(st.root)["deleted"] == []   # default retention: a week
+    assert vacuum(st.root)["deleted"] == []   # default retention: a week
     assert con_old.sql("SELECT count(*) FROM margins").fetchall() == [(60 * 52,)]
     assert counts(st.root, as_of=before) == (60, 60, 60 * 52)
     res = CliRunner().invoke(cli, ["vacuum", str(st.root), "--retain", "0"])
+    assert res.exit_code == 2 and "--force" in res.output, res.output     # below the safe minimum
+    res = CliRunner().invoke(cli, ["vacuum", str(st.root), "--retain", "0", "--force"])
     assert res.exit_code == 0 and "in 6 unit(s)" in res.output, res.output
     assert counts(st.root) == (60, 60, 60 * 52)
     assert np.array_equal(st.mask_matrix("e", 0.5), s.masks)
