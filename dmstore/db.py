@@ -277,9 +277,10 @@ def export(store, out, relation: str | None = None, sql: str | None = None, fmt:
     root = Path(store.root if isinstance(store, Store) else store).resolve()
     if out != "-":
         target = Path(out).resolve()
-        if target == root or root in target.parents:
-            raise InputError(f"-o {out}: that is inside the store {root}; dmstore writes the store only "
-                             f"through its own commands. Export to a path outside it")
+        if target == root or root in target.parents or target in root.parents:
+            where = "a folder that contains the store" if target in root.parents else "inside the store"
+            raise InputError(f"output {out}: that is {where} {root}; an export never writes (or, with "
+                             f"overwrite, deletes) the store. Export to a path outside it")
     elif partition_by:
         raise QueryError("--partition-by writes a directory; give -o DIR, not -")
     if sql is not None:
