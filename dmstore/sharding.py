@@ -112,7 +112,10 @@ def commit_shard(store, rec: dict, shard: tuple[int, int], tables: dict, run_row
     from .writer import MAX_RETRIES, commit_unit
     name, fid, (k, n) = rec["run"], rec["fit_id"], shard
     for _ in range(MAX_RETRIES):
-        done = _done(log.snapshot(store.root), name)
+        # decide on the snapshot the commit is based on: a shard committing after it makes
+        # this commit conflict (check below) and the decision is made again
+        base = log.snapshot(store.root)
+        done = _done(base, name)
         if k in done:
             return None
         complete = set(done) | {k} == set(range(n))
@@ -133,7 +136,7 @@ def commit_shard(store, rec: dict, shard: tuple[int, int], tables: dict, run_row
         try:
             v = commit_unit(store, L.FITS, out, "fit", {"fit_id": fid, "run": name, "shard": [k, n], "stats": stats},
                             info={"fit_id": fid, "run": name, "shard": f"{k}/{n}", "complete": complete},
-                            check=check, name=f"{fid:08d}-{k:04d}of{n:04d}-{L.new_unit_id()}")
+                            check=check, name=f"{fid:08d}-{k:04d}of{n:04d}", base=base)
             return v, complete
         except log.CommitConflict:
             continue
