@@ -22,13 +22,13 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, os.path.dirname(__file__))
-from synth import masks as make_masks  # noqa: E402
+from dmstore.testing import block_masks as make_masks  # noqa: E402
 from timing import timed  # noqa: E402
 
 from dmstore import Store  # noqa: E402
 from dmstore import layout as L  # noqa: E402
-from dmstore.schema import arrow_schema  # noqa: E402
-from dmstore.writer import commit_unit  # noqa: E402
+from dmstore.storage.schema import arrow_schema  # noqa: E402
+from dmstore.store.commit import commit_unit  # noqa: E402
 
 
 def build(root, n, d, density, n_eval, seed=0):

@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from dmstore import Store
-from dmstore.counterfactual import counterfactual
+from dmstore.analysis import counterfactual
 from dmstore.fit import fit
 from dmstore.train import train
 

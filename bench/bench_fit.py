@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from synth import datamodel_data  # noqa: E402
+from dmstore.testing import datamodel_data  # noqa: E402
 
 from dmstore import Store  # noqa: E402
-from dmstore import solvers  # noqa: E402
+from dmstore.fit import solvers  # noqa: E402
 from dmstore.fit import fit  # noqa: E402
 
 

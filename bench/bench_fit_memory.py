@@ -19,7 +19,7 @@ import textwrap
 BUILD = textwrap.dedent("""
     import sys, numpy as np
     sys.path.insert(0, {bench!r})
-    from synth import datamodel_data
+    from dmstore.testing import datamodel_data
     from dmstore import Store
     m, d, n = {m}, {d}, {n}
     st = Store.create({root!r}, train_size=d, test_size=n)

@@ -25,11 +25,11 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from synth import masks as make_masks  # noqa: E402
+from dmstore.testing import block_masks as make_masks  # noqa: E402
 
 import dmstore  # noqa: E402
 from dmstore import Store  # noqa: E402
-from dmstore.batch import ModelBatch  # noqa: E402
+from dmstore.store.batch import ModelBatch  # noqa: E402
 
 
 def du(path) -> int:

@@ -73,7 +73,7 @@ out["bytes"] = sum(__import__("os").path.getsize(f) for f in Store.open({store!r
 """,
     "compact": """
 from dmstore import Store
-from dmstore.compact import compact
+from dmstore.store.compact import compact
 compact(Store.open({store!r}, "a"), layout="target")
 out["bytes"] = sum(__import__("os").path.getsize(f) for f in Store.open({store!r}).snapshot().all_files())
 """,

@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from synth import masks as make_masks  # noqa: E402
+from dmstore.testing import block_masks as make_masks  # noqa: E402
 
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 

@@ -10,11 +10,10 @@ import time
 import warnings
 from pathlib import Path
 
-import click
-
-from .counterfactual import counterfactual
+from .analysis.counterfactual import counterfactual
+from .analysis.report import build_report
+from .engine.query import run
 from .fit import fit
-from .report import build_report
 from .store import Store
 from .train import train
 
@@ -23,11 +22,7 @@ def _stored_counterfactuals(con, fit_id, n_targets, ks, trials) -> dict | None:
     """The agreement of counterfactuals an earlier demo stored for this fit with these settings
     (a rerun reuses them instead of retraining), or None."""
     from scipy.stats import pearsonr, spearmanr
-    rows = con.sql("SELECT predicted_effect, actual_effect FROM counterfactuals WHERE fit_id = $f AND trials = $t "
-                   "AND selector IN ('top', 'bottom', 'random') AND list_contains($ks, k) AND "
-                   "(SELECT count(DISTINCT target_id) FROM counterfactuals WHERE fit_id = $f AND trials = $t "
-                   " AND selector IN ('top', 'bottom', 'random')) = $n",
-                   params={"f": fit_id, "t": trials, "ks": list(ks), "n": n_targets}).fetchall()
+    rows = run(con, "demo_stored_counterfactuals", f=fit_id, t=trials, ks=list(ks), n=n_targets).fetchall()
     if len(rows) < 3:
         return None
     p, a = zip(*rows)
@@ -36,7 +31,7 @@ def _stored_counterfactuals(con, fit_id, n_targets, ks, trials) -> dict | None:
 
 
 def demo(out="demo-out", models: int = 4000, eval_masks: int = 200, workers: int = 2,
-         cf_targets: int = 6, echo=click.echo) -> dict:
+         cf_targets: int = 6, echo=print) -> dict:
     t0 = time.time()
     out = Path(out)
     root = out / "store"
@@ -56,18 +51,14 @@ def demo(out="demo-out", models: int = 4000, eval_masks: int = 200, workers: int
         fits[est] = r.fit_id
         echo(f"      {r.summary()}")
     con = store.connect()
-    comp = con.sql("SELECT estimator, n_eval_models, lds, pooled_pearson, auc FROM estimator_comparison "
-                   "WHERE list_contains($ids, fit_id) ORDER BY fit_id", params={"ids": list(fits.values())}).fetchall()
+    comp = run(con, "demo_comparison", ids=list(fits.values())).fetchall()
     echo("[3/5] held-out evaluation (eval models never used in fitting)")
     for est, n, lds, pear, auc in comp:
         echo(f"      {est:<19} LDS {lds:.3f}   pooled Pearson {pear:.3f}   AUC {auc:.3f}   ({n} models)")
     lasso = fits["lasso"]
-    agree = con.sql("SELECT pairs FROM neighbor_label_agreement($f, 10)", params={"f": lasso}).fetchall()[0][0]
+    agree = run(con, "label_agreement", f=lasso, k=10).fetchall()[0][0]
     echo(f"      top-10 positive neighbours sharing the test digit's label: {100 * agree:.1f} %")
-    for t, lab, ids, labs in con.sql(
-            "SELECT target_id, any_value(target_label), list(train_id ORDER BY rank), list(train_label ORDER BY rank) "
-            "FROM topk_neighbors($f, 5) WHERE direction = 'positive' GROUP BY target_id ORDER BY target_id LIMIT 3",
-            params={"f": lasso}).fetchall():
+    for t, lab, ids, labs in run(con, "demo_top5", f=lasso).fetchall():
         echo(f"      test {t} (a {lab}): top-5 train examples {ids} with labels {labs}")
     echo(f"[4/5] counterfactual check: retraining without top/bottom/random sets for {cf_targets} test digits")
     cf = _stored_counterfactuals(con, lasso, cf_targets, (10, 20, 40, 80), 5) or \

@@ -2,7 +2,12 @@
 
 
 class DmstoreError(Exception):
-    """Base class of every error dmstore raises on purpose."""
+    """Base class of every error dmstore raises. Messages speak Python: they name arguments by
+    their Python names, listed in `params` (the CLI shows them as its flags)."""
+
+    def __init__(self, *args, params: tuple = ()):
+        super().__init__(*args)
+        self.params = tuple(params)
 
 
 class InputError(DmstoreError, ValueError):
@@ -11,6 +16,13 @@ class InputError(DmstoreError, ValueError):
 
 class ConflictError(DmstoreError):
     """A record with the same identity but different content is already stored."""
+
+
+class CommitConflict(ConflictError):
+    """A commit made since a writer's snapshot invalidates what it was about to commit (it
+    removes a unit this commit also removes, or added a record with one of this commit's
+    identities). Writers catch it and re-plan from a newer snapshot; it reaches a caller only
+    when they give up."""
 
 
 class StoreError(DmstoreError):

@@ -5,7 +5,7 @@
     spark.sql("SELECT count(*) FROM margins WHERE margin < 0")  # every relation: a temp view
 
 Relations keep their DuckDB names and columns (except `models.mask`: packed BINARY, test bits
-with the SQL function `in_mask(mask, i)`). The SQL comes from `sql/` (see `dmstore.spark_sql`).
+with the SQL function `in_mask(mask, i)`). The SQL comes from `sql/` (see `dmstore.dialects.spark`).
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import inspect
 import itertools
 from pathlib import Path
 
-from . import spark_sql
+from .dialects import spark as spark_sql
 from .errors import InputError
+from .store.state import open_state
 
 _counter = itertools.count()
 
@@ -44,7 +45,7 @@ class SparkStore:
         if a is None:
             raise InputError(f"unknown analytic {name!r}; one of {', '.join(spark_sql.analytics())}")
         if not spark_sql.available(name, self.example_columns):
-            raise InputError(f"{name} needs {a.requires}, which this store's examples lack")
+            raise InputError(f"{name} needs {'.'.join(a.requires)}, which this store's examples lack")
         args = {}
         for p, default in a.params:
             if p not in params and default is None:
@@ -61,7 +62,7 @@ class SparkStore:
         return self.spark.sql(spark_sql.analytic_sql(name), args=args)
 
 
-def _method(a: spark_sql.Analytic):
+def _method(a):
     def call(self, *args, **kwargs):
         bound = sig.bind(self, *args, **kwargs)
         return self.run(a.name, **{k: v for k, v in bound.arguments.items() if k != "self"})
@@ -99,10 +100,7 @@ def register(spark, store, location: str | None = None, as_of: int | None = None
     (any URI Spark reads: file://, hdfs://, s3a://; default the store's own directory), and the
     SQL function `in_mask(mask, i)`. Returns a SparkStore whose methods run the analytics."""
     import pyarrow.parquet as pq
-
-    from .store import Store
-    st = store if isinstance(store, Store) and as_of is None else Store.open(
-        store.root if isinstance(store, Store) else store, "r", as_of=as_of)
+    st = open_state(store, "r", as_of)
     snap = st.snapshot()
     root = Path(st.root).resolve()
     location = location or root.as_uri()

@@ -1,0 +1,107 @@
+"""Analysis commands: counterfactual, support, embed, report."""
+from __future__ import annotations
+
+import click
+
+from .base import Command
+from .options import IntList, recipe_opt, store_arg, target_choice, target_choice_opts
+
+
+@click.command("counterfactual", cls=Command)
+@store_arg
+@click.option("--fit", "fit_id", type=int, required=True, help="Fit whose weights choose and predict removals.")
+@target_choice_opts
+@click.option("--k", "ks", type=IntList(), default="10,20,40,80,160", show_default=True, help="Removal sizes.")
+@click.option("--selectors", default="top,bottom,random", show_default=True,
+              help="Which removals: top (largest weights), bottom (most negative), random.")
+@click.option("--trials", type=click.IntRange(1), default=20, show_default=True, help="Models per removal set.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of target sampling and retraining.")
+@click.option("--removals", type=click.Path(dir_okay=False), default=None,
+              help="CSV/Parquet of removal sets (set_id, target_id, train_id): retrain without each "
+                   "set instead of the top/bottom/random selectors.")
+@recipe_opt
+def counterfactual_cmd(store, fit_id, n_targets, targets, ks, selectors, trials, seed, removals, recipe):
+    """Retrain without each target's top/bottom/random k training examples, or without each set
+    of a --removals file (with the recipe that trained the fit's models, plug-ins included), and
+    store actual vs predicted effects in `counterfactuals`.
+
+    \b
+      dmstore counterfactual runs --fit 1 --n-targets 20 --k 10,20,40,80,160 --trials 20
+      dmstore counterfactual runs --fit 1 --targets 1400,1401 --selectors top --k 40
+      dmstore counterfactual runs --fit 1 --removals sets.csv --trials 10
+    """
+    from ..analysis.counterfactual import counterfactual, counterfactual_removals
+    from ..store import Store
+    if removals is not None and (n_targets is not None or targets is not None):
+        raise click.UsageError("--removals names its own targets (its target_id column); drop --n-targets/--targets")
+    st = Store.open(store, "a")
+    if removals is not None:
+        r = counterfactual_removals(st, fit_id, removals, trials, seed, recipe)
+        click.echo(f"{r['n']} (set, target) pairs from {r['sets']} retrained set(s): predicted vs actual "
+                   f"Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}")
+        return
+    r = counterfactual(st, fit_id, target_choice(st, n_targets, targets), ks,
+                       tuple(s for s in selectors.split(",") if s), trials, seed, recipe)
+    click.echo(f"{r['n']} removal sets: predicted vs actual Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}")
+
+
+@click.command("support", cls=Command)
+@store_arg
+@click.option("--fit", "fit_id", type=int, required=True, help="The fit whose weights to use (ids: `dmstore info`).")
+@target_choice_opts
+@click.option("--k", "ks", type=IntList(), default="10,20,40,80,160,320,640", show_default=True, help="Search grid.")
+@click.option("--trials", type=click.IntRange(1), default=20, show_default=True, help="Models trained per removal set.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of target sampling and retraining.")
+@recipe_opt
+def support_cmd(store, fit_id, n_targets, targets, ks, trials, seed, recipe):
+    """Estimate each target's data support by the guided search of Algorithm 1 (grid of k,
+    isotonic regression, certification at 1.2x) and store it in `support`.
+
+    \b
+      dmstore support runs --fit 1 --n-targets 20
+      dmstore support runs --fit 1 --targets 1400-1409
+    """
+    from ..analysis.support import support
+    from ..store import Store
+    st = Store.open(store, "a")
+    r = support(st, fit_id, target_choice(st, n_targets, targets), ks, trials, seed, recipe)
+    click.echo(f"{r['n']} targets: {r['with_support']} with a support estimate, {r['certified']} certified")
+
+
+@click.command("embed", cls=Command)
+@store_arg
+@click.option("--fit", "fit_id", type=int, required=True, help="The fit whose weights to use (ids: `dmstore info`).")
+@click.option("--pca", type=click.IntRange(1), default=50, show_default=True, help="Principal components kept.")
+@click.option("--clusters", type=click.IntRange(2), default=20, show_default=True, help="Spectral clusters.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the spectral clustering.")
+def embed_cmd(store, fit_id, pca, clusters, seed):
+    """Datamodel embeddings (section 4.3): PCA and spectral clustering of the L2-normalized weight
+    vectors, stored as embedding_pca, embedding_variance and clusters.
+
+    \b
+      dmstore embed runs --fit 1 --pca 50 --clusters 20
+      dmstore query runs "SELECT cluster, count(*) FROM clusters WHERE fit_id = 1 GROUP BY 1"
+    """
+    from ..analysis.embed import embed
+    from ..store import Store
+    r = embed(Store.open(store, "a"), fit_id, pca, clusters, seed)
+    click.echo(f"embedded {r['targets']} targets ({r['skipped_zero']} with all-zero weights skipped): "
+               f"{r['components']} components (top 5 explain {100 * r['variance_top']:.1f} %), {r['clusters']} clusters")
+
+
+@click.command("report", cls=Command)
+@store_arg
+@click.option("--fit", "fit_id", type=int, required=True, help="The fit to report (ids: `dmstore info`).")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), default="report.html", show_default=True,
+              help="The HTML file to write.")
+@click.option("--all-fits", is_flag=True, help="Table K.1 lists every fit, not the newest of each estimator.")
+def report_cmd(store, fit_id, out, all_fits):
+    """Write an HTML report of a fit: figures 5, 7, 8, 9 and Table K.1 of the paper for this data.
+
+    \b
+      dmstore report runs --fit 1 -o report.html
+      dmstore report runs --fit 1 --all-fits
+    """
+    from ..analysis.report import build_report
+    from ..store import Store
+    click.echo(build_report(Store.open(store), fit_id, out, all_fits=all_fits))

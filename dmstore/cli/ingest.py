@@ -1,0 +1,86 @@
+"""Ingest commands: the paper's release, a reference-implementation store, Parquet files."""
+from __future__ import annotations
+
+import click
+
+from .base import Command, Group
+from .options import mode_opt, store_arg
+
+
+@click.group(cls=Group)
+def ingest():
+    """Ingest models from the paper's release, a reference store, or Parquet files."""
+
+
+alpha_opt = click.option("--alpha", type=float, required=True, help="Subsampling fraction, e.g. 0.5.")
+experiment_opt = click.option("--experiment", required=True, help="Experiment name to file the models under.")
+
+
+@ingest.command("release", cls=Command)
+@store_arg
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@alpha_opt
+@experiment_opt
+@click.option("--eval-last", type=click.IntRange(0), default=0, show_default=True,
+              help="Mark the last K rows as eval models.")
+@click.option("--val-last", type=click.IntRange(0), default=0, show_default=True,
+              help="Mark the K rows before the eval rows as val models.")
+@mode_opt
+def release(store, directory, alpha, experiment, eval_last, val_last, mode):
+    """Ingest train_masks_<P>pct.npy, train_margins_<P>pct.npy and test_margins_<P>pct.npy.
+
+    \b
+      dmstore ingest release runs ./cifar10 --alpha 0.5 --experiment cifar10 --eval-last 10000
+    """
+    from ..ingest import ingest_release
+    from ..store import Store
+    click.echo(ingest_release(Store.open(store, "a"), directory, alpha, experiment, eval_last, val_last,
+                              mode).summary())
+
+
+@ingest.command("reference", cls=Command)
+@store_arg
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@alpha_opt
+@experiment_opt
+@click.option("--margins", "margin_targets", multiple=True, metavar="NAME=SPLIT",
+              help="Map margin array NAME(.npy) to the train or test split when widths are ambiguous.")
+@click.option("--eval-last", type=click.IntRange(0), default=0, show_default=True,
+              help="Mark the last K completed rows as eval.")
+@click.option("--val-last", type=click.IntRange(0), default=0, show_default=True,
+              help="Mark K rows before those as val.")
+@mode_opt
+def reference(store, directory, alpha, experiment, margin_targets, eval_last, val_last, mode):
+    """Ingest a reference-implementation store (masks.npy, margin arrays, _completed.npy);
+    only completed rows are read.
+
+    \b
+      dmstore ingest reference runs ./train_store --alpha 0.5 --experiment resnet9
+      dmstore ingest reference runs ./train_store --alpha 0.5 --experiment r9 --margins logits=test
+    """
+    from ..ingest import ingest_reference
+    from ..store import Store
+    mapping = {}
+    for item in margin_targets:
+        name, sep, split = item.partition("=")
+        if not sep or split not in ("train", "test"):
+            raise click.BadParameter(f"{item!r}: expected NAME=train or NAME=test", param_hint="--margins")
+        mapping[name.removesuffix(".npy")] = split
+    click.echo(ingest_reference(Store.open(store, "a"), directory, alpha, experiment, eval_last, val_last,
+                                mode, mapping).summary())
+
+
+@ingest.command("parquet", cls=Command)
+@store_arg
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@mode_opt
+def parquet(store, files, mode):
+    """Ingest Parquet or Arrow IPC files that follow schemas/: model files (with a mask column)
+    and margin files (model_id, example_id, margin).
+
+    \b
+      dmstore ingest parquet runs models.parquet margins.parquet
+    """
+    from ..ingest import ingest_parquet
+    from ..store import Store
+    click.echo(ingest_parquet(Store.open(store, "a"), files, mode).summary())

@@ -1,0 +1,74 @@
+"""The store's SQL in other dialects (sqlglot), refusing any translation that would not be
+faithful (`checks`); Spark gets one runnable script of relations and analytics (`spark`)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import sqlglot
+from sqlglot.errors import ErrorLevel, UnsupportedError
+
+from ..engine import catalog
+from ..errors import InputError, QueryError
+from ..storage import paths as P
+from ..store.state import open_state
+from .checks import problems
+
+DIALECTS = ("duckdb", "spark", "postgres", "bigquery")
+
+__all__ = ["DIALECTS", "view_sql", "problems"]
+
+
+def view_sql(store, dialect: str, views: list[str] | None = None, as_of: int | None = None,
+             location: str | None = None) -> str:
+    """CREATE VIEW statements of the store's views in `dialect`, in dependency order, reading the
+    files of the store's latest snapshot (or version `as_of`) at their absolute paths. Raises
+    QueryError naming every (view, function) that would not translate. For Spark: the whole
+    script of `spark.script` (relations, functions and parameterized analytics) over the files
+    at `location` (a URI; default the store's directory); `views` then selects analytics."""
+    if dialect not in DIALECTS:
+        raise InputError(f"dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}", params=("dialect",))
+    if location and dialect != "spark":
+        raise InputError("location works with dialect spark only", params=("location", "dialect"))
+    st = open_state(store, "r", as_of)
+    snap = st.snapshot()
+    root_path = Path(st.root).resolve()
+    if dialect == "spark":
+        import pyarrow.parquet as pq
+
+        from . import spark
+        return spark.script(snap, location or root_path.as_uri(),
+                            pq.read_schema(root_path / P.EXAMPLES).names, views)
+    root = str(root_path).replace("'", "''")
+    quote = lambda f: "'" + f.replace("'", "''") + "'"  # noqa: E731
+    file_lists = {rel: "[" + ", ".join(quote(f) for f in snap.files(rel, root_path)) + "]"
+                  for rel in {r for e in snap.units.values() for r in e["relations"]}}
+    objs = {o.name: o for o in catalog.views()}
+    wanted = views or list(objs)
+    unknown = [v for v in wanted if v not in objs]
+    if unknown:
+        raise InputError(f"unknown view {unknown[0]!r}; views are {', '.join(objs)}", params=("views",))
+    out, bad = [], []
+    for v in [name for name in objs if name in wanted]:   # dependency order
+        text = objs[v].text.replace("getvariable('dmstore_root')", f"'{root}'")
+        text = re.sub(r"getvariable\('dmstore_files_(\w+)'\)", lambda m: file_lists.get(m.group(1), "[]"), text)
+        body = catalog.strip_comments(text)
+        header = "\n".join(line for line in text.splitlines() if line.startswith("--"))
+        if dialect == "duckdb":
+            out.append(f"{header}\n{body};")
+            continue
+        tree = sqlglot.parse_one(body, read="duckdb")
+        probs = problems(tree, dialect)
+        try:
+            sql = tree.sql(dialect=dialect, pretty=True, unsupported_level=ErrorLevel.RAISE)
+        except UnsupportedError as e:
+            probs.append(re.sub(r"\s+", " ", str(e)).strip())
+            sql = None
+        if probs:
+            bad.append(f"{v}: {', '.join(probs)}")
+            continue
+        out.append(f"{header}\n{sql};")
+    if bad:
+        raise QueryError(f"these views do not translate faithfully to {dialect} (DuckDB-only constructs): "
+                         + "; ".join(bad) + ". Choose views, or use the duckdb dialect", params=("views",))
+    return "\n\n".join(out) + "\n"

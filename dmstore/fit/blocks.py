@@ -1,0 +1,148 @@
+"""Blocks of targets solved together. Test targets share one Gram matrix (`GramBlock`, from
+streamed sufficient statistics); train targets follow paper eq. 9 and exclude models whose mask
+contains them, so each has its own row set (`RowBlock`, solved in data space:
+H_j W = Xᵀ(E_j ⊙ (X w − μ_jᵀw)) / m_j with E_j the eligibility of each model for target j).
+
+Both give, per group of models ('fit', 'val' or 'all' = fit + val): the centring (μ, ȳ), the
+`Problem` (operator, C, s, L) of the solvers, the number of models, the validation MSE and the
+difference-of-means weights."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .operators import ValRows
+from .solvers import Problem, gram_matvec, lipschitz_power
+from .stats import Stats
+
+class GramBlock:
+    """Test targets of one block, from streamed sufficient statistics: one centred float Gram
+    of the fit models G_f [d, d] (shared by every block), the val models' packed rows, and
+    [d, n] vectors. The fit + val problem needs no second Gram:
+        m_a G_a = m_f G_f + (X_v − μ_v)ᵀ(X_v − μ_v) + (m_f m_v / m_a) δδᵀ,   δ = μ_f − μ_v."""
+
+    def __init__(self, S_fit: Stats, S_val: Stats, val: "ValRows | None", G: torch.Tensor, L_fit: float, dtype):
+        self.S = {"fit": S_fit, "val": S_val}
+        self.has_val = S_val is not None and S_val.m > 0
+        self.S["all"] = S_fit + S_val if self.has_val else S_fit
+        self.G, self.L_fit, self.val, self.dtype = G, L_fit, val, dtype
+        self.n = S_fit.xy.shape[1]
+        self._all = None
+
+    def center(self, group):
+        mu, yb = self.S[group].means()
+        return mu.to(self.dtype)[:, None], yb.to(self.dtype)
+
+    def _all_matvec(self):
+        if self._all is None:
+            mf, mv = self.S["fit"].m, self.S["val"].m
+            ma = mf + mv
+            mu_v = (self.S["val"].sx / mv).to(self.dtype)
+            delta = (self.S["fit"].sx / mf - self.S["val"].sx / mv).to(self.dtype)
+            c = mf * mv / ma
+            gm = gram_matvec(self.G)
+
+            def mv_all(W, cols):
+                return (mf * gm(W, cols) + self.val.gram_matvec(W, mu_v) + c * delta[:, None] * (delta @ W)) / ma
+            L = float(lipschitz_power(mv_all, self.G.shape[0], 1, self.G[:, :1], iters=30)[0]) * 1.05
+            self._all = (mv_all, L)
+        return self._all
+
+    def problem(self, group) -> Problem:
+        _, C, s = self.S[group].centered(gram=False)
+        if group == "all" and self.has_val:
+            mv, L = self._all_matvec()
+        else:
+            mv, L = gram_matvec(self.G), self.L_fit
+        L_ = torch.full((self.n,), L, dtype=self.dtype, device=self.G.device)
+        return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_)
+
+    def n_models(self, group):
+        return np.full(self.n, self.S[group].m)
+
+    def val_mse(self, W, mu, yb):
+        if not self.has_val:
+            return None
+        return self.val.mse(W, mu[:, 0], yb)
+
+    def diff_means(self, group):
+        S = self.S[group]
+        n1 = S.sx[:, None]
+        n0 = S.m - n1
+        ok = (n1 > 0) & (n0 > 0)
+        th = torch.where(ok, S.xy / n1.clamp_min(1) - (S.sy[None, :] - S.xy) / n0.clamp_min(1),
+                         torch.zeros_like(S.xy))
+        return th.to(self.dtype)
+
+
+class RowBlock:
+    """Train targets of one block (paper eq. 9): rows containing the target are excluded. The
+    masks stay packed (PackedRows); Y [m, n] holds this block's targets only."""
+
+    def __init__(self, X: dict, Y: dict, target_ids: torch.Tensor, dtype):
+        self.dtype = dtype
+        self.X = {"fit": X["fit"], "val": X["val"]}
+        self.Y = {"fit": Y["fit"], "val": Y["val"]}
+        if X["val"] is not None and X["val"].m:
+            self.X["all"] = X["fit"].concat(X["val"])
+            self.Y["all"] = torch.cat([Y["fit"], Y["val"]])
+        else:
+            self.X["all"], self.Y["all"] = X["fit"], Y["fit"]
+        self.t = target_ids
+        self.tn = target_ids.cpu().numpy()
+        self.n = target_ids.numel()
+        self._c = {}
+
+    def _group(self, g):
+        if g not in self._c:
+            X, Y = self.X[g], self.Y[g]
+            E = 1 - X.cols(self.tn)                                # [m, n] eligibility
+            m = E.sum(0).clamp_min(1)
+            mu = X.rmatmul(E) / m
+            yb = (E * Y).sum(0) / m
+            Yc = E * (Y - yb)
+            C = X.rmatmul(Yc) / m
+            s = (Yc * Yc).sum(0) / m
+            self._c[g] = (X, E, m, mu, yb, C, s)
+        return self._c[g]
+
+    def center(self, group):
+        _, _, _, mu, yb, _, _ = self._group(group)
+        return mu, yb
+
+    def matvec(self, group):
+        X, E, m, mu, _, _, _ = self._group(group)
+
+        def mv(W, cols):
+            shift = (mu[:, cols] * W).sum(0)
+            Ec = E[:, cols]
+            return X.normal_matvec(W, lambda lo, hi, R: (R - shift).mul_(Ec[lo:hi])) / m[cols]
+        return mv
+
+    def problem(self, group) -> Problem:
+        X, E, m, mu, yb, C, s = self._group(group)
+        mv = self.matvec(group)
+        Lc = lipschitz_power(mv, X.d, self.n, C)
+        return Problem(mv, C, s, Lc)
+
+    def n_models(self, group):
+        return self._group(group)[2].cpu().numpy().astype(np.int64)
+
+    def val_mse(self, W, mu, yb):
+        Xv, Yv = self.X["val"], self.Y["val"]
+        if Xv is None or not Xv.m:
+            return None
+        Ev = 1 - Xv.cols(self.tn)
+        pred = Xv.matmul(W) + (yb - (mu * W).sum(0))
+        err = Ev * (Yv - pred)
+        return (err * err).sum(0) / Ev.sum(0).clamp_min(1)
+
+    def diff_means(self, group):
+        X, E, m, _, _, _, _ = self._group(group)
+        Y = self.Y[group]
+        n1 = X.rmatmul(E)
+        sxy = X.rmatmul(E * Y)
+        sy = (E * Y).sum(0)
+        n0 = m - n1
+        ok = (n1 > 0) & (n0 > 0)
+        return torch.where(ok, sxy / n1.clamp_min(1) - (sy - sxy) / n0.clamp_min(1), torch.zeros_like(sxy))

@@ -1,0 +1,148 @@
+"""Datamodels for many targets at once: one regression per target example, all sharing the
+store's mask matrix, written back as the `fit_runs`, `fits` and `weights` relations.
+
+Objective (scikit-learn's convention), per target j, X the raw 0/1 masks of the models used:
+
+    min_{w,b}  1/(2m) ‖X w + b − y_j‖² + λ ‖w‖₁          (lasso; ridge uses λ/2 ‖w‖²)
+
+Weights and bias are reported in raw-mask coordinates (X is centred internally, never scaled).
+
+Test targets share one Gram matrix, accumulated by streaming row chunks of the store (`stats`).
+Train targets follow paper eq. 9: models whose mask contains the target are excluded from its
+regression, so every train target has its own row set. That is solved exactly in data space:
+H_j W = Xᵀ(E_j ⊙ (X w − μ_jᵀw)) / m_j with E_j the 0/1 eligibility of each model for target j —
+two products with the mask matrix per iteration instead of one with the Gram matrix; the fit
+rows of the mask matrix are held packed (1 bit per entry) and unpacked chunk by chunk inside
+each product (PackedRows), so X costs m·d/8 bytes, not m·d·4.
+
+λ is chosen per target by MSE on validation models (role 'val', or a seeded hash split of the
+fit models when the store has none), then the target is refit on fit + val models at that λ,
+as the paper's reference implementation does (appendix E.1).
+"""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import InputError, StoreError
+from ..progress import progress as progress_bar
+from ..storage import log
+from ..store.validate import check_alpha
+from . import runs
+from .blocks import GramBlock, RowBlock
+from .params import FitParams, resolve_device
+from .predictions import eval_predictions
+from .results import Collected, FitResult, same_fit, shard_result, write
+from .scan import scan
+from .solvers import lipschitz_gram
+from .stats import center_gram_, split_val
+
+
+def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets="test",
+        n_lambdas: int = 30, lambda_min_ratio: float = 1e-3, device: str = "auto",
+        dtype: str = "float32", keep_path: bool = False, tol: float = 1e-6, max_iter: int = 1000,
+        val_fraction: float = 0.1, seed: int = 0, block_size: int | None = None,
+        progress: bool | None = None, reuse: bool = False, shard: tuple[int, int] | None = None,
+        run: str | None = None) -> FitResult:
+    """Fit datamodels for `targets` ('test' | 'train' | 'all' | ids) of (experiment, alpha) and
+    write them into the store. See the module docstring for the objective and the procedure.
+    `shard` = (K, N) with `run` = NAME fits the K-th of N shares of the targets as part of the one
+    fit (one fit_id) that run NAME's N shards form together (see `dmstore.fit.runs`); a shard
+    already committed is not fitted again. `reuse`: return an identical earlier fit instead."""
+    store.require_writable()
+    p = FitParams(estimator, n_lambdas, lambda_min_ratio, device, dtype, keep_path, tol, max_iter,
+                  val_fraction, seed, block_size)
+    if (shard is None) != (run is None):
+        raise InputError("shard and run go together: name the run the N shards form", params=("shard", "run"))
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise InputError(f"shard {shard[0]}/{shard[1]}: K/N needs 0 <= K < N", params=("shard",))
+    return _fit(store.pinned(), experiment, check_alpha(alpha), targets, p, progress, reuse, shard, run)
+
+
+def _models(store, experiment, alpha, p: FitParams):
+    """(fit+val model ids, val ids, where the val models come from: 'role' | 'split')."""
+    models = store.models(experiment, alpha, ["fit", "val"], ["model_id", "role"])
+    if models.num_rows == 0:
+        store.require_models(experiment, alpha, ["fit", "val"])
+    ids = models["model_id"].to_numpy()
+    roles = np.asarray(models["role"].to_pylist())
+    if (roles == "val").any():
+        return ids, np.unique(ids[roles == "val"]), "role"
+    return ids, np.unique(ids[split_val(ids, p.val_fraction, p.seed)]), "split"
+
+
+def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard, run) -> FitResult:
+    """`fit` on a pinned store (every read of this fit sees one version)."""
+    t0 = time.time()
+    dev, dt, est = resolve_device(p.device), p.torch_dtype, p.est
+    tids = store.resolve_targets(targets)
+    d = store.d
+    ids, val_ids, val_source = _models(store, experiment, alpha, p)
+    n_val, n_fit = int(val_ids.size), int(ids.size - val_ids.size)
+    if n_fit < 2:
+        raise InputError(f"only {n_fit} fit models for {experiment!r} at alpha {alpha}; need more")
+    params = dict(p.record(), experiment=experiment, alpha=alpha, dmstore=__version__,
+                  targets=str(targets) if isinstance(targets, str) else [int(x) for x in tids])
+    rec = None
+    if run is not None:
+        rec = runs.open_run(store, run, params, shard[1])
+        if rec["version"] != store.as_of:   # every shard reads the version the run started at
+            gone = log.snapshot(store.root, rec["version"]).missing_files()
+            if gone:
+                raise StoreError(f"run {run!r} reads store version {rec['version']}, but {len(gone)} of its files "
+                                 f"were deleted since (by vacuum, or by hand), e.g. {gone[0]}; its remaining shards "
+                                 f"cannot fit the same data. Start the run again under a new run name")
+            return _fit(store.pinned(rec["version"]), experiment, alpha, targets, p, progress, False, shard, run)
+        done = runs.committed_shards(log.snapshot(store.root), run)
+        if shard[0] in done:
+            return shard_result(rec, done[shard[0]], p.estimator, n_fit, n_val)
+        tids = runs.shard_targets(tids, shard)
+    elif reuse:
+        earlier = same_fit(store, params, n_fit, n_val)
+        if earlier is not None:
+            return earlier
+    test_t, train_t = tids[tids >= d], tids[tids < d]
+    opts = p.solver_options()
+    block_size = p.block_size
+    if block_size is None:  # ~8 [d, block] working arrays within ~1 GiB
+        block_size = int(max(64, min(16384, (1 << 30) // (8 * max(d, 1) * (4 if dt == torch.float32 else 8)))))
+    test_blocks = [test_t[i:i + block_size] for i in range(0, test_t.size, block_size)]
+    row_block = max(16, block_size // 4)
+    train_blocks = [train_t[i:i + row_block] for i in range(0, train_t.size, row_block)]
+    bar = progress_bar(total=(len(test_blocks) + len(train_blocks)) * p.path_length, desc=f"fit {p.estimator}",
+                       unit="λ-block", enabled=progress)
+    out, cache = Collected(), {}
+    for bi, block_t in enumerate(test_blocks):
+        S_fit, S_val, val_rows, _ = scan(store, experiment, alpha, block_t, None, val_ids, dev, dt,
+                                         est.on_correctness, need_gram=bi == 0)
+        if S_fit.xx is not None:   # the one d×d matrix of the fit: centred in place, kept for every block
+            cache["G"] = center_gram_(S_fit.xx, S_fit.sx, S_fit.m)
+            cache["L"] = lipschitz_gram(cache["G"])
+            S_fit.xx = None
+        block = GramBlock(S_fit, S_val, val_rows, cache["G"], cache["L"], dt)
+        rows, weights, _ = est.solve(block, opts, bar)
+        out.add(rows, weights, block_t)
+        del block
+    for block_t in train_blocks:   # eq. 9: packed masks + this block's margins, streamed per block
+        _, _, _, (X, Y) = scan(store, experiment, alpha, np.zeros(0, np.int32), block_t, val_ids, dev, dt,
+                               est.on_correctness, need_gram=False)
+        block = RowBlock(X, Y, torch.as_tensor(block_t.astype(np.int64), device=dev), dt)
+        rows, weights, _ = est.solve(block, opts, bar)
+        out.add(rows, weights, block_t)
+        del block, X, Y
+    bar.close()
+    preds = eval_predictions(store, experiment, alpha, out, dev, dt)
+    result = write(store, experiment, alpha, p.estimator, out, preds, dict(
+        n_fit=n_fit, n_val=n_val, val_source=val_source, n_targets=int(tids.size), n_lambdas=p.path_length,
+        lambda_min_ratio=p.lambda_min_ratio if est.path else None, tol=p.tol if est.reports_gap else None,
+        max_iter=p.max_iter, dtype=p.dtype, device=str(dev), params=params), t0, est.reports_gap, rec, shard)
+    if result.not_converged_targets:
+        t = result.not_converged_targets
+        warnings.warn(f"fit {result.fit_id}: {len(t)} target(s) hit the iteration cap ({p.max_iter}) at some "
+                      f"lambda, e.g. {t[:10]}; they are marked converged = false in `fits`. Raise max_iter "
+                      f"or tol, or lambda_min_ratio (small lambdas are slow when models are few)", stacklevel=3)
+    return result

@@ -1,0 +1,182 @@
+"""What a fit writes: its `fits` rows (per target and λ), non-zero `weights`, the `fit_runs`
+row and `eval_predictions`, committed as one unit (or one shard of a run), and the FitResult
+returned to the caller."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from ..storage.files import utc_now
+from ..store.commit import commit_fit
+from . import runs
+from .estimators import to_numpy
+
+FITS_COLUMNS = ("target_id", "lam", "bias", "train_mse", "val_mse", "nnz", "selected", "n_models", "rel_gap",
+                "n_iter", "converged")
+
+
+@dataclass
+class FitResult:
+    fit_id: int
+    estimator: str
+    n_targets: int
+    n_fit: int
+    n_val: int
+    n_not_converged: int
+    max_rel_gap: float
+    wall_time_s: float
+    device: str
+    not_converged_targets: list
+    reused: bool = False     # an identical earlier fit (`reuse=True`), or a shard committed already
+
+    def summary(self) -> str:
+        s = (f"fit {self.fit_id}: {self.estimator} on {self.n_targets} targets, {self.n_fit} fit + "
+             f"{self.n_val} val models, {self.wall_time_s:.1f} s on {self.device}"
+             + (" (reused: same settings and models)" if self.reused else ""))
+        if self.n_not_converged:
+            s += f"; {self.n_not_converged} (target, lambda) pairs hit the iteration cap"
+        return s
+
+
+def same_fit(store, params: dict, n_fit: int, n_val: int) -> FitResult | None:
+    """The newest stored fit with these settings on the same number of fit and val models
+    (`fit(..., reuse=True)` returns it instead of fitting again), or None."""
+    want = json.dumps(params, sort_keys=True)
+    for r in sorted(store.fit_runs().to_pylist(), key=lambda r: -r["fit_id"]):
+        if r["params"] == want and r["n_fit"] == n_fit and r["n_val"] == n_val:
+            return FitResult(r["fit_id"], r["estimator"], r["n_targets"], n_fit, n_val, r["n_not_converged"],
+                             r["max_rel_gap"] or 0.0, r["wall_time_s"], r["device"], [], reused=True)
+    return None
+
+
+def shard_result(rec: dict, entry: dict, estimator: str, n_fit: int, n_val: int) -> FitResult:
+    """The FitResult of a shard committed earlier."""
+    s = entry["stats"]
+    return FitResult(rec["fit_id"], estimator, s["n_targets"], n_fit, n_val, s["n_not_converged"],
+                     s["max_rel_gap"] or 0.0, s["wall_time_s"], s["device"], [], reused=True)
+
+
+@dataclass
+class Collected:
+    """Block results gathered over a fit: per-λ rows of `fits` and the non-zero weights as
+    (target_id, lam, train_id, weight, path index) parts (index -1: the selected solution)."""
+    rows: list = field(default_factory=list)
+    weights: list = field(default_factory=list)
+
+    def add(self, rows, weights, block_t: np.ndarray) -> None:
+        for r in rows:
+            r["target_id"] = block_t
+            self.rows.append(r)
+        for lam, W, k in weights:
+            Wc = to_numpy(W).astype(np.float32)
+            lam_np = to_numpy(lam).astype(np.float64)
+            tj, ti = np.nonzero(Wc.T)
+            self.weights.append((block_t[tj], lam_np[tj], ti.astype(np.int32), Wc[ti, tj], k))
+
+    def selected(self):
+        """(target_id int [n], bias [n], weight parts of the selected solutions), by target."""
+        tid = np.concatenate([r["target_id"][r["selected"]] for r in self.rows])
+        bias = np.concatenate([r["bias"][r["selected"]] for r in self.rows])
+        order = np.argsort(tid)
+        return tid[order], bias[order], [p for p in self.weights if p[4] == -1]
+
+    def fits(self) -> dict:
+        """The fits columns (FITS_COLUMNS), by target and decreasing λ."""
+        cat = lambda k: np.concatenate([r[k] for r in self.rows]) if self.rows else np.zeros(0)  # noqa: E731
+        fits = {k: cat(k) for k in FITS_COLUMNS}
+        order = np.lexsort((-fits["lam"], fits["target_id"]))
+        return {k: v[order] for k, v in fits.items()}
+
+    def weight_columns(self, fits: dict) -> list:
+        """[target_id, lam, train_id, weight]: the selected (refit) solution of every target, and
+        path solutions at the other λ (a path solution at a target's selected λ gives way to the
+        refit), by target, decreasing λ and train id."""
+        sel_t, sel_lam = fits["target_id"][fits["selected"]], fits["lam"][fits["selected"]]
+        o = np.argsort(sel_t)
+        sel_t, sel_lam = sel_t[o], sel_lam[o]
+        wt = [p for p in self.weights if p[4] == -1]
+        for p in self.weights:
+            if p[4] >= 0:
+                keep = sel_lam[np.searchsorted(sel_t, p[0])] != p[1]
+                wt.append(tuple(a[keep] for a in p[:4]) + (p[4],))
+        cols = [np.concatenate([p[i] for p in wt]) if wt else np.zeros(0) for i in range(4)]
+        order = np.lexsort((cols[2], -cols[1], cols[0])) if cols[0].size else np.zeros(0, np.int64)
+        return [a[order] for a in cols]
+
+
+def empty_predictions() -> pa.Table:
+    return pa.table({"model_id": pa.array([], pa.int64()), "target_id": pa.array([], pa.int32()),
+                     "predicted": pa.array([], pa.float32())})
+
+
+def fit_tables(fit_id: int, experiment: str, alpha: float, estimator: str, fits: dict, weights: list,
+               preds: pa.Table | None, run: dict) -> dict:
+    """kind → Arrow table of one fit unit. `run`: the fit_runs columns that are not derived from
+    the fits (n_fit, n_val, val_source, n_targets, n_lambdas, lambda_min_ratio, tol, max_iter,
+    dtype, device, wall_time_s, max_rel_gap, params)."""
+    nf = fits["target_id"].size
+    ids = lambda n: np.full(n, fit_id, np.int64)  # noqa: E731
+    conv = fits["converged"].astype(bool)
+    preds = empty_predictions() if preds is None else preds
+    return {
+        "fits": pa.table({
+            "fit_id": ids(nf), "experiment": [experiment] * nf, "alpha": np.full(nf, alpha),
+            "estimator": [estimator] * nf, "target_id": fits["target_id"].astype(np.int32),
+            "lam": fits["lam"].astype(np.float64), "bias": fits["bias"].astype(np.float64),
+            "train_mse": fits["train_mse"].astype(np.float64),
+            "val_mse": pa.array(fits["val_mse"].astype(np.float64), from_pandas=True),
+            "nnz": fits["nnz"].astype(np.int32), "selected": fits["selected"].astype(bool),
+            "n_models": fits["n_models"].astype(np.int64), "rel_gap": fits["rel_gap"].astype(np.float64),
+            "n_iter": fits["n_iter"].astype(np.int32), "converged": conv,
+        }),
+        "weights": pa.table({
+            "fit_id": ids(weights[0].size), "target_id": weights[0].astype(np.int32),
+            "lam": weights[1].astype(np.float64), "train_id": weights[2].astype(np.int32),
+            "weight": weights[3].astype(np.float32),
+        }),
+        "fit_runs": pa.table({
+            "fit_id": [fit_id], "experiment": [experiment], "alpha": [alpha], "estimator": [estimator],
+            "created_at": [utc_now("seconds")], "n_fit": [run["n_fit"]], "n_val": [run["n_val"]],
+            "val_source": [run["val_source"]], "n_targets": [run["n_targets"]], "n_lambdas": [run["n_lambdas"]],
+            "lambda_min_ratio": [run["lambda_min_ratio"]], "tol": [run["tol"]], "max_iter": [run["max_iter"]],
+            "dtype": [run["dtype"]], "device": [run["device"]], "wall_time_s": [run["wall_time_s"]],
+            "max_rel_gap": [run["max_rel_gap"]], "n_not_converged": [int((~conv).sum())],
+            "params": [json.dumps(run["params"], sort_keys=True)],
+        }),
+        "eval_predictions": preds.add_column(0, "fit_id", pa.array(ids(preds.num_rows))),
+    }
+
+
+def write(store, experiment: str, alpha: float, estimator: str, collected: Collected, preds, run: dict,
+          t0: float, reports_gap: bool, rec: dict | None = None, shard: tuple | None = None) -> FitResult:
+    """Commit the fit (or, with `rec` and `shard`, one shard of run `rec`); returns its FitResult."""
+    fits = collected.fits()
+    weights = collected.weight_columns(fits)
+    conv = fits["converged"].astype(bool)
+    not_conv = sorted(set(fits["target_id"][~conv].tolist()))
+    gaps = fits["rel_gap"][np.isfinite(fits["rel_gap"])]
+    max_gap = float(gaps.max()) if gaps.size and reports_gap else None
+    wall = time.time() - t0
+    run = dict(run, wall_time_s=wall, max_rel_gap=max_gap)
+    if rec is not None:   # one shard of a run: its targets now, the run's fit_runs row when complete
+        t = fit_tables(rec["fit_id"], experiment, alpha, estimator, fits, weights, preds, run)
+        run_row = t.pop("fit_runs")
+        params = dict(run["params"], run=rec["run"], n_shards=shard[1])
+        run_row = run_row.set_column(run_row.schema.get_field_index("params"), "params",
+                                     pa.array([json.dumps(params, sort_keys=True)]))
+        run_row = run_row.set_column(run_row.schema.get_field_index("n_targets"), "n_targets",
+                                     pa.array([0], run_row.schema.field("n_targets").type))
+        stats = {"n_targets": int(np.unique(fits["target_id"]).size), "wall_time_s": wall,
+                 "n_not_converged": int((~conv).sum()), "max_rel_gap": max_gap, "device": run["device"]}
+        runs.commit_shard(store, rec, shard, t, run_row, stats)
+        fit_id = rec["fit_id"]
+    else:
+        fit_id = commit_fit(store, lambda fid: fit_tables(fid, experiment, alpha, estimator, fits, weights, preds,
+                                                          run),
+                            {"experiment": experiment, "alpha": alpha, "estimator": estimator})
+    return FitResult(fit_id, estimator, run["n_targets"], run["n_fit"], run["n_val"], int((~conv).sum()),
+                     max_gap if max_gap is not None else 0.0, wall, run["device"], not_conv)

@@ -1,0 +1,59 @@
+"""The streaming passes of a fit over the store: sufficient statistics of the fit and val
+models for a block of test targets (one Gram matrix for the whole fit), and the packed masks
+and margins of a block of train targets (eq. 9). Row chunks stay ≤ 64 MB as floats."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .operators import PackedRows, ValRows
+from .stats import Stats
+
+
+def scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, need_gram):
+    """One streaming pass over the fit and val models: Stats (vectors; plus the raw Gram ΣxxT of
+    the fit models in the compute dtype when `need_gram`) on `gram_t`, the val models' packed
+    masks and margins (ValRows), and (when `row_t` is given) the packed masks (PackedRows) and Y
+    of fit/val models for the eq. 9 solver. Row chunks stay ≤ 64 MB as floats."""
+    d = store.d
+    both = np.union1d(gram_t, row_t) if row_t is not None else gram_t
+    gpos = np.searchsorted(both, gram_t)
+    rpos = np.searchsorted(both, row_t) if row_t is not None else None
+    S = {"fit": Stats.zeros(d, gram_t.size, dev, gram=need_gram, gram_dtype=dt),
+         "val": Stats.zeros(d, gram_t.size, dev, gram=False)}
+    Xs, Ys = {"fit": [], "val": []}, {"fit": [], "val": []}
+    vpacked, vY = [], []
+    max_rows = int(min(4096, max(256, (16 << 20) // max(d, 1))))
+    for ch in store.iter_chunks(experiment, alpha, role=["fit", "val"], targets=both, max_rows=max_rows,
+                                unpack=bool(gram_t.size)):   # eq. 9 rows stay packed as stored
+        isval = np.isin(ch["model_ids"], val_ids, assume_unique=True)
+        Yall = ch["margins"]
+        if correct:
+            Yall = (Yall > 0).astype(np.float32)
+        for g, sel in (("fit", ~isval), ("val", isval)):
+            if not sel.any():
+                continue
+            if gram_t.size:
+                X = torch.as_tensor(ch["masks"][sel]).to(device=dev, dtype=dt)
+                Yg = np.ascontiguousarray(Yall[sel][:, gpos])
+                Y = torch.as_tensor(Yg).to(device=dev, dtype=dt)
+                S[g].add(X, Y)
+                if g == "val":
+                    vpacked.append(ch["packed"][sel])
+                    vY.append(Y)
+                del X
+            else:
+                S[g].m += int(sel.sum())
+            if row_t is not None:
+                Xs[g].append(ch["packed"][sel])
+                Ys[g].append(torch.as_tensor(np.ascontiguousarray(Yall[sel][:, rpos])).to(device=dev, dtype=dt))
+    val = None
+    if vpacked:
+        val = ValRows(PackedRows(np.concatenate(vpacked), d, dev, dt), torch.cat(vY))
+    rows = None
+    if row_t is not None:
+        cat = lambda xs, w: torch.cat(xs) if xs else torch.zeros(0, w, dtype=dt, device=dev)  # noqa: E731
+        packed = lambda xs: PackedRows(np.concatenate(xs) if xs else np.zeros((0, (d + 7) // 8), np.uint8),  # noqa: E731
+                                       d, dev, dt)
+        rows = ({g: packed(Xs[g]) for g in Xs}, {g: cat(Ys[g], row_t.size) for g in Ys})
+    return S["fit"], S["val"], val, rows
