@@ -12,7 +12,6 @@ results are checked equal. Goal: every analytic within 3x of numpy.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -23,10 +22,10 @@ import pyarrow as pa
 
 sys.path.insert(0, os.path.dirname(__file__))
 from dmstore.testing import block_masks as make_masks  # noqa: E402
-from timing import timed  # noqa: E402
+from timing import options, timed  # noqa: E402
 
 from dmstore import Store  # noqa: E402
-from dmstore import layout as L  # noqa: E402
+from dmstore.storage import paths as L  # noqa: E402
 from dmstore.storage.schema import arrow_schema  # noqa: E402
 from dmstore.store.commit import commit_unit  # noqa: E402
 
@@ -119,18 +118,8 @@ def numpy_metrics(P, Y):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=10000)
-    ap.add_argument("--d", type=int, default=50000)
-    ap.add_argument("--density", type=float, default=0.02)
-    ap.add_argument("--eval", type=int, default=2000)
-    ap.add_argument("--sets", type=int, default=10000)
-    ap.add_argument("--set-size", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
-    if a.quick:
-        a.n, a.d, a.eval, a.sets = 1000, 5000, 300, 1000
+    a = options(__doc__, quick=dict(n=1000, d=5000, eval=300, sets=1000), n=10000, d=50000, density=0.02,
+                eval=2000, sets=10000, set_size=100, repeats=3)
     t0 = time.time()
     st, targets, train_ids, weights, P, Y = build(os.path.join(tempfile.mkdtemp(), "s"), a.n, a.d, a.density, a.eval)
     print(f"store: n={a.n} targets x d={a.d}, {train_ids.size:,} weights, {a.eval} eval models "

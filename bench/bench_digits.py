@@ -11,11 +11,11 @@ over top/bottom/random removals (goal >= 0.8); the estimator ordering of Table K
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
 
+from timing import options  # noqa: E402
 from dmstore import Store
 from dmstore.analysis import counterfactual
 from dmstore.fit import fit
@@ -23,13 +23,7 @@ from dmstore.train import train
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--models", type=int, default=20000)
-    ap.add_argument("--eval-masks", type=int, default=500)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--cf-targets", type=int, default=10)
-    ap.add_argument("--out", default=None, help="keep the store here")
-    a = ap.parse_args()
+    a = options(__doc__, models=20000, eval_masks=500, workers=2, cf_targets=10, out=(None, "keep the store here"))
     root = a.out or os.path.join(tempfile.mkdtemp(), "digits")
     t0 = time.time()
     r = train(root, "digits", 0.5, a.models, batch=500, workers=a.workers, progress=False)

@@ -12,7 +12,6 @@ objective) over every (target, λ), and vs sklearn at tol 1e-10 on the sampled t
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+from timing import options  # noqa: E402
 from dmstore.testing import datamodel_data  # noqa: E402
 
 from dmstore import Store  # noqa: E402
@@ -31,23 +31,11 @@ from dmstore.fit import fit  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--m", type=int, default=20000)
-    ap.add_argument("--d", type=int, default=2000)
-    ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--lambdas", type=int, default=15)
-    ap.add_argument("--sample", type=int, default=20, help="targets timed for the sklearn baselines")
-    ap.add_argument("--naive-sample", type=int, default=3)
-    ap.add_argument("--tol", type=float, default=1e-5,
-                    help="relative duality gap; 1e-5 certifies every (target, λ) within ~2e-5 of its "
-                         "optimum, inside the 1e-4 goal (dmstore fit's default is 1e-6)")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (a GPU run skips the sklearn baselines "
-                    "with --sample 0)")
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
-    if a.quick:
-        a.m, a.d, a.n = 4000, 500, 200
-        a.sample = min(a.sample, 10)
+    a = options(__doc__, quick=dict(m=4000, d=500, n=200, sample=10), m=20000, d=2000, n=1000, lambdas=15,
+                sample=(20, "targets timed for the sklearn baselines"), naive_sample=3,
+                tol=(1e-5, "relative duality gap; 1e-5 certifies every (target, λ) within ~2e-5 of its "
+                           "optimum, inside the 1e-4 goal (dmstore fit's default is 1e-6)"),
+                device=("auto", "auto | cpu | cuda (a GPU run skips the sklearn baselines with --sample 0)"))
     print(f"data: m={a.m} d={a.d} n={a.n} alpha=0.5, 5% heavy-tailed weights, R^2=0.4; "
           f"{a.lambdas}-lambda path + selection; torch threads={torch.get_num_threads()}")
     X, Y, _ = datamodel_data(a.m, a.d, a.n)

@@ -9,12 +9,12 @@ materializes, and the RSS of a process that only imports dmstore and torch (same
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
+from timing import options  # noqa: E402
 
 BUILD = textwrap.dedent("""
     import sys, numpy as np
@@ -44,11 +44,7 @@ IMPORTS = "import resource, torch, dmstore.fit, dmstore.store; print(resource.ge
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--m", type=int, default=20000)
-    ap.add_argument("--d", type=int, default=5000)
-    ap.add_argument("--n", type=int, default=1000)
-    a = ap.parse_args()
+    a = options(__doc__, m=20000, d=5000, n=1000)
     root = os.path.join(tempfile.mkdtemp(), "store")
     bench = os.path.dirname(os.path.abspath(__file__))
     subprocess.run([sys.executable, "-c", BUILD.format(bench=bench, root=root, m=a.m, d=a.d, n=a.n)], check=True)

@@ -11,7 +11,6 @@ Goals (issue 10): one target <= 25 % of a full scan; <= 2.3 bytes per margin at 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -22,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from dmstore.testing import block_masks as make_masks  # noqa: E402
-from timing import timed  # noqa: E402
+from timing import options, timed  # noqa: E402
 
 from dmstore import Store  # noqa: E402
 from dmstore.store.compact import compact  # noqa: E402
@@ -37,13 +36,8 @@ def live_bytes(st, rel="margins"):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", type=int, default=2000)
-    ap.add_argument("--examples", type=int, default=10000, help="targets with margins (train + test examples)")
-    ap.add_argument("--d", type=int, default=1000, help="train examples (mask bits)")
-    ap.add_argument("--block", type=int, default=1000, help="targets in the margin_matrix block")
-    ap.add_argument("--repeats", type=int, default=5)
-    a = ap.parse_args()
+    a = options(__doc__, models=2000, examples=(10000, "targets with margins (train + test examples)"),
+                d=(1000, "train examples (mask bits)"), block=(1000, "targets in the margin_matrix block"), repeats=5)
     tmp = tempfile.mkdtemp(prefix="bench_layout_")
     rng = np.random.default_rng(0)
     m, n, d = a.models, a.examples, a.d

@@ -13,7 +13,6 @@ commit per batch, polled through its snapshots). Medians of --repeats for the ti
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -30,6 +29,7 @@ from dmstore.testing import block_masks as make_masks  # noqa: E402
 import dmstore  # noqa: E402
 from dmstore import Store  # noqa: E402
 from dmstore.store.batch import ModelBatch  # noqa: E402
+from timing import options  # noqa: E402
 
 
 def du(path) -> int:
@@ -113,16 +113,7 @@ def run_delta(root, data, d, n, targets):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--batches", type=int, default=40)
-    ap.add_argument("--models", type=int, default=250)
-    ap.add_argument("--targets", type=int, default=1000)
-    ap.add_argument("--d", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
-    if a.quick:
-        a.batches, a.repeats = 10, 1
+    a = options(__doc__, quick=dict(batches=10, repeats=1), batches=40, models=250, targets=1000, d=1000, repeats=3)
     try:
         import deltalake  # noqa: F401
     except ImportError:   # optional: the comparison needs it, dmstore does not

@@ -11,9 +11,7 @@ Each measurement runs the real CLI in a fresh process and reads its peak RSS (ru
 """
 from __future__ import annotations
 
-import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,9 +20,10 @@ import time
 import numpy as np
 
 from dmstore import Store
+from timing import options
 
 BASELINE = """
-import sys, dmstore.db as db
+import sys, dmstore.engine as db
 t = db.query(sys.argv[1], "SELECT * FROM margins")
 print(t.num_rows)
 """
@@ -42,12 +41,7 @@ def measure(cmd):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--models", type=int, default=20000)
-    ap.add_argument("--targets", type=int, default=3000)
-    ap.add_argument("--d", type=int, default=64)
-    ap.add_argument("--dir", default=None, help="where to build the store (default: a temp dir)")
-    a = ap.parse_args()
+    a = options(__doc__, models=20000, targets=3000, d=64, dir=(None, "where to build the store (default: a temp dir)"))
     work = a.dir or tempfile.mkdtemp(prefix="dmstore-bench-stream-")
     root = os.path.join(work, "s")
     n_cells = a.models * a.targets

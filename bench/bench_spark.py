@@ -14,7 +14,6 @@ Both engines' rows are checked equal. Spark runs local[--cores] with --spark-mem
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 from dmstore.testing import block_masks as make_masks  # noqa: E402
-from timing import timed  # noqa: E402
+from timing import options, timed  # noqa: E402
 
 from dmstore import Store  # noqa: E402
 from dmstore.fit import fit  # noqa: E402
@@ -62,16 +61,9 @@ def same(a, b, what):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", type=int, default=10000)
-    ap.add_argument("--d", type=int, default=2000, help="train examples (mask bits)")
-    ap.add_argument("--test", type=int, default=8000, help="test examples")
-    ap.add_argument("--targets", type=int, default=500, help="test targets fitted")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--spark-memory", default="6g")
-    ap.add_argument("--dir", default=None, help="where to build the store (default a temp dir)")
-    a = ap.parse_args()
+    a = options(__doc__, models=10000, d=(2000, "train examples (mask bits)"), test=(8000, "test examples"),
+                targets=(500, "test targets fitted"), repeats=3, cores=os.cpu_count() or 2, spark_memory="6g",
+                dir=(None, "where to build the store (default a temp dir)"))
     tmp = a.dir or tempfile.mkdtemp(prefix="bench_spark_")
     t0 = time.perf_counter()
     st = build(os.path.join(tmp, "s"), a.models, a.d, a.test)

@@ -13,7 +13,6 @@ and, to say what bounds those two times, the format's floor measured on the same
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -31,8 +30,10 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from dmstore import Store  # noqa: E402
-from dmstore import layout as L  # noqa: E402
+from dmstore.storage import paths as L  # noqa: E402
+from dmstore.storage.parquet import write_parquet  # noqa: E402
 from dmstore.ingest import ingest_release  # noqa: E402
+from timing import options  # noqa: E402
 
 
 def floors(root, dst):
@@ -45,8 +46,8 @@ def floors(root, dst):
     os.makedirs(dst)
 
     def write(k):
-        L.write_parquet(tables[k][0], os.path.join(dst, f"margins{k}.parquet"), "margins")
-        L.write_parquet(tables[k][1], os.path.join(dst, f"models{k}.parquet"), "models")
+        write_parquet(tables[k][0], os.path.join(dst, f"margins{k}.parquet"), "margins")
+        write_parquet(tables[k][1], os.path.join(dst, f"models{k}.parquet"), "models")
     t0 = time.perf_counter()
     with ThreadPoolExecutor(2) as ex:
         list(ex.map(write, range(len(tables))))
@@ -70,15 +71,7 @@ def du(path) -> int:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--m", type=int, default=20000)
-    ap.add_argument("--d", type=int, default=5000)
-    ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true")
-    a = ap.parse_args()
-    if a.quick:
-        a.m, a.d, a.n = 4000, 1000, 200
+    a = options(__doc__, quick=dict(m=4000, d=1000, n=200), m=20000, d=5000, n=1000, repeats=3)
     rng = np.random.default_rng(0)
     work = tempfile.mkdtemp(prefix="dmbench-")
     rel = os.path.join(work, "release")

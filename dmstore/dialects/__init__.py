@@ -16,7 +16,27 @@ from .checks import problems
 
 DIALECTS = ("duckdb", "spark", "postgres", "bigquery")
 
-__all__ = ["DIALECTS", "view_sql", "problems"]
+__all__ = ["DIALECTS", "view_sql", "translate", "problems", "NoFaithfulTranslation"]
+
+
+class NoFaithfulTranslation(QueryError):
+    """A DuckDB statement with constructs that would not translate faithfully to a dialect."""
+
+
+def translate(sql: str, dialect: str) -> str:
+    """DuckDB `sql` in `dialect` (sqlglot, pretty), or NoFaithfulTranslation naming every
+    DuckDB-only construct and every construct sqlglot cannot write in `dialect`."""
+    if dialect == "duckdb":
+        return sql
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    probs = problems(tree, dialect)
+    try:
+        out = tree.sql(dialect=dialect, pretty=True, unsupported_level=ErrorLevel.RAISE)
+    except UnsupportedError as e:
+        probs.append(re.sub(r"\s+", " ", str(e)).strip())
+    if probs:
+        raise NoFaithfulTranslation(", ".join(probs))
+    return out
 
 
 def view_sql(store, dialect: str, views: list[str] | None = None, as_of: int | None = None,
@@ -52,22 +72,11 @@ def view_sql(store, dialect: str, views: list[str] | None = None, as_of: int | N
     for v in [name for name in objs if name in wanted]:   # dependency order
         text = objs[v].text.replace("getvariable('dmstore_root')", f"'{root}'")
         text = re.sub(r"getvariable\('dmstore_files_(\w+)'\)", lambda m: file_lists.get(m.group(1), "[]"), text)
-        body = catalog.strip_comments(text)
         header = "\n".join(line for line in text.splitlines() if line.startswith("--"))
-        if dialect == "duckdb":
-            out.append(f"{header}\n{body};")
-            continue
-        tree = sqlglot.parse_one(body, read="duckdb")
-        probs = problems(tree, dialect)
         try:
-            sql = tree.sql(dialect=dialect, pretty=True, unsupported_level=ErrorLevel.RAISE)
-        except UnsupportedError as e:
-            probs.append(re.sub(r"\s+", " ", str(e)).strip())
-            sql = None
-        if probs:
-            bad.append(f"{v}: {', '.join(probs)}")
-            continue
-        out.append(f"{header}\n{sql};")
+            out.append(f"{header}\n{translate(catalog.strip_comments(text), dialect)};")
+        except NoFaithfulTranslation as e:
+            bad.append(f"{v}: {e}")
     if bad:
         raise QueryError(f"these views do not translate faithfully to {dialect} (DuckDB-only constructs): "
                          + "; ".join(bad) + ". Choose views, or use the duckdb dialect", params=("views",))

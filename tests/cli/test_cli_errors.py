@@ -73,3 +73,29 @@ def test_every_command_has_examples_and_every_option_help(path, cmd):
     for p in cmd.params:
         if isinstance(p, click.Option) and p.name != "help":
             assert p.help, f"dmstore {' '.join(path)} {p.opts[0]} has no help text"
+
+
+def test_library_errors_name_python_arguments_and_the_cli_its_flags(filled):
+    """One error, two vocabularies: `fit(val_fraction=2)` says val_fraction; the command says
+    --val-fraction (the mapping of DmstoreError.params to the command's options)."""
+    from dmstore import InputError
+    from dmstore.fit import fit
+    with pytest.raises(InputError, match=r"^val_fraction must be in \(0, 1\)") as e:
+        fit(filled, "exp", 0.5, val_fraction=2)
+    assert e.value.params == ("val_fraction",) and "--" not in str(e.value)
+    r = CliRunner().invoke(cli, ["fit", str(filled.root), "--experiment", "exp", "--alpha", "0.5",
+                                 "--val-fraction", "2"])
+    assert r.exit_code == 1 and r.output.startswith("Error: --val-fraction must be in (0, 1)"), r.output
+    r = CliRunner().invoke(cli, ["fit", str(filled.root), "--experiment", "exp", "--alpha", "0.5",
+                                 "--lambdas", "3", "--lambda-min-ratio", "7"])
+    assert r.exit_code == 1 and "--lambdas must be >= 1 and --lambda-min-ratio in (0, 1)" in r.output, r.output
+
+
+def test_removals_with_targets_is_a_usage_error(filled, tmp_path):
+    """--removals names its own targets: --targets or --n-targets beside it is refused (exit 2),
+    before anything is retrained."""
+    sets = tmp_path / "sets.csv"
+    sets.write_text("set_id,target_id,train_id\n0,41,3\n")
+    for extra in (["--targets", "41"], ["--n-targets", "2"]):
+        r = CliRunner().invoke(cli, ["counterfactual", str(filled.root), "--fit", "1", "--removals", str(sets), *extra])
+        assert r.exit_code == 2 and "--removals names its own targets" in r.output, r.output
