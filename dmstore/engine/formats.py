@@ -39,7 +39,8 @@ def _batches(reader):
         except StopIteration:
             return
         except (OSError, ValueError, RuntimeError) as e:   # pyarrow's wrappers of DuckDB errors
-            raise QueryError(f"reading the query's rows failed: {str(e).strip()}") from None
+            raise QueryError(f"reading the query's rows failed: {str(e).strip()}; a file it reads may be "
+                             f"damaged (restore the store, or that file, from a copy)") from None
         yield b
 
 

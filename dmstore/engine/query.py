@@ -81,7 +81,8 @@ def read_relation(store, sql: str, params: dict | None = None, tables: dict | No
         raise QueryError(f"only read statements run here; refused a {bad[0].type.name} statement")
     params = {k: _param_value(v) for k, v in (params or {}).items()}
     if len(stmts) > 1 and params:
-        raise QueryError("parameters work with a single statement only", params=("params",))
+        raise QueryError("params work with a single statement only; run the statements one by one",
+                         params=("params",))
     try:
         rel = con.sql(sql if len(stmts) > 1 else stmts[0].query, params=params or None)
     except duckdb.Error as e:

@@ -25,14 +25,14 @@ from ..storage import log
 from ..storage import paths as P
 from ..storage.files import create_exclusive, read_json, utc_now
 from ..store.commit import MAX_RETRIES, commit_unit, reserve_fit_id
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _NOT_COMPARED = {"device", "dmstore", "block_size"}   # may differ between a run's machines
 
 
 def open_run(store, name: str, params: dict, n_shards: int) -> dict:
     """The record of run `name`: created by the first shard (fit id, pinned log version,
     settings), read by the others, which must have the same settings and shard count."""
-    if not _NAME.match(name or ""):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InputError(f"run {name!r}: use letters, digits, '.', '_' or '-' (at most 100), e.g. lasso-a50",
                          params=("run",))
     path = Path(store.root) / P.RUNS / f"{name}.json"

@@ -141,8 +141,7 @@ def _clean_temps(root: Path, now: float) -> int:
             except FileNotFoundError:
                 continue
             dead_temp = f.name.startswith(".") and mtime < now - lease.TTL_S
-            dead_lease = folder == P.LEASES and f.suffix == ".json" and \
-                not lease.state(root, f.stem, now)[0] and mtime < now - lease.TTL_S
+            dead_lease = folder == P.LEASES and f.suffix == ".json" and not lease.state(root, f.stem, now)[0]
             if dead_temp or dead_lease:
                 try:
                     shutil.rmtree(f) if f.is_dir() else os.unlink(f)

@@ -95,6 +95,7 @@ class Planner:
         self.by_id = {int(i): k for k, i in enumerate(self.ids)}
         self.keys, self.plans = [], []   # per batch: identity key, plan (for the commit check)
         self.seen_ids, self.seen_rows, self.auto_ids = set(), set(), set()
+        self.reserved: list[tuple[int, int]] = []   # (counter before, after) of each reservation
         self.same = None
 
     def _index_for(self, experiment, alpha):
@@ -184,14 +185,27 @@ class Planner:
         self.plans.append(plan)
         return plan
 
+    def _counter(self) -> int:
+        counter = self.root / P.NEXT_ID
+        nxt = int(self.ids.max()) + 1 if self.ids.size else 0
+        if counter.exists():
+            try:
+                nxt = max(nxt, int(counter.read_text() or 0))
+            except ValueError:   # a torn or damaged counter: the stored ids bound it
+                pass
+        return nxt
+
+    def _set_counter(self, value: int) -> None:
+        tmp = self.root / P.TMP / f"next-id-{new_unit_id(self.root)}"
+        tmp.parent.mkdir(exist_ok=True)
+        tmp.write_text(str(value))
+        os.replace(tmp, self.root / P.NEXT_ID)
+
     def _reserve(self, n: int, explicit: np.ndarray) -> np.ndarray:
         """n fresh ids (none of `explicit`, stored ids or ids another writer reserved), and the
         counter moved past them and past `explicit`."""
         with writer_lock(self.root):
-            counter = self.root / P.NEXT_ID
-            nxt = int(self.ids.max()) + 1 if self.ids.size else 0
-            if counter.exists():
-                nxt = max(nxt, int(counter.read_text() or 0))
+            start = nxt = self._counter()
             taken = set(explicit.tolist())
             out = []
             while len(out) < n:
@@ -200,8 +214,17 @@ class Planner:
                 nxt += 1
             if explicit.size:
                 nxt = max(nxt, int(explicit.max()) + 1)
-            tmp = self.root / P.TMP / f"next-id-{new_unit_id(self.root)}"
-            tmp.parent.mkdir(exist_ok=True)
-            tmp.write_text(str(nxt))
-            os.replace(tmp, counter)
+            self._set_counter(nxt)
+            self.reserved.append((start, nxt))
         return np.asarray(out, np.int64)
+
+    def release(self) -> None:
+        """Give back the ids this plan reserved (the ingestion was refused or failed): the counter
+        moves back only while no other writer reserved ids after ours, so no id is ever reused."""
+        if not self.reserved:
+            return
+        with writer_lock(self.root):
+            for start, end in reversed(self.reserved):
+                if self._counter() == end:
+                    self._set_counter(start)
+        self.reserved.clear()

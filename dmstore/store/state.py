@@ -45,6 +45,7 @@ class StoreState:
         root = Path(path)
         state = cls(root, mode, read_manifest(root), as_of)
         state.snapshot()   # the log is readable (and as_of exists)
+        state.check_examples()   # and the examples agree with the manifest
         if mode == "a":
             with writer_lock(root):
                 clean_stale_temps(root)
@@ -86,21 +87,30 @@ class StoreState:
         if self.mode != "a":
             raise StoreError(f"{self.root}: opened read-only; open it with mode 'a' to write")
 
+    def _read_examples(self, columns=None) -> pa.Table:
+        path = self.root / P.EXAMPLES
+        try:
+            return pq.read_table(path, columns=columns)
+        except FileNotFoundError:
+            raise StoreError(f"{path}: missing; the store is damaged (restore it from a copy)") from None
+        except (OSError, pa.ArrowInvalid, KeyError) as e:
+            raise StoreError(f"{path}: unreadable ({e}); restore it from a copy of the store") from None
+
+    def check_examples(self, t: pa.Table | None = None) -> None:
+        """The examples table has the manifest's numbers of examples and train examples (only
+        its `split` column is read)."""
+        t = self._read_examples(["split"]) if t is None else t
+        d = int(pc.sum(pc.equal(t["split"], "train")).as_py() or 0) if "split" in t.column_names else -1
+        if t.num_rows != self.n_examples or d != self.d:
+            raise StoreError(f"{self.root}: the manifest says {self.d} train of {self.n_examples} examples "
+                             f"but {P.EXAMPLES} holds {max(d, 0)} of {t.num_rows}; the store is damaged "
+                             f"(restore {P.MANIFEST} or {P.EXAMPLES} from a copy)")
+
     def examples(self) -> pa.Table:
-        """The examples table, checked against the manifest once."""
+        """The examples table (read once)."""
         if self.examples_table is None:
-            path = self.root / P.EXAMPLES
-            try:
-                t = pq.read_table(path)
-            except FileNotFoundError:
-                raise StoreError(f"{path}: missing; the store is damaged (restore it from a copy)") from None
-            except (OSError, pa.ArrowInvalid) as e:
-                raise StoreError(f"{path}: unreadable ({e}); restore it from a copy of the store") from None
-            d = int(pc.sum(pc.equal(t["split"], "train")).as_py() or 0) if "split" in t.column_names else -1
-            if t.num_rows != self.n_examples or d != self.d:
-                raise StoreError(f"{self.root}: the manifest says {self.d} train of {self.n_examples} examples "
-                                 f"but {P.EXAMPLES} holds {max(d, 0)} of {t.num_rows}; the store is damaged "
-                                 f"(restore {P.MANIFEST} or {P.EXAMPLES} from a copy)")
+            t = self._read_examples()
+            self.check_examples(t)
             self.examples_table = t
         return self.examples_table
 

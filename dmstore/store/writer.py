@@ -105,11 +105,16 @@ def _ingest(state: StoreState, make_batches, mode, progress, commit_info) -> Ing
     for _ in range(MAX_RETRIES):
         base = log.snapshot(state.root)
         planner = Planner(state, base, mode)
-        report, add, remove, staged = _write_stream(state, make_batches, planner, progress)
+        try:
+            report, add, remove, staged = _write_stream(state, make_batches, planner, progress)
+        except BaseException:
+            planner.release()   # a refused ingestion leaves the id counter as it was
+            raise
         progress = None   # a retry does not count the models again
         if not planner.keys:
             return IngestReport()
         if not add and not remove:
+            planner.release()
             return report
         check = identity_check(state.root, planner.keys, planner.plans)
         try:
@@ -124,6 +129,7 @@ def _ingest(state: StoreState, make_batches, mode, progress, commit_info) -> Ing
             if report.version is None:
                 for unit in staged:
                     unit.discard()
+                planner.release()
     raise ConflictError(f"{state.root}: gave up after {MAX_RETRIES} attempts: other writers kept "
                         f"committing the same records; nothing was written")
 

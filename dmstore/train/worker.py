@@ -59,7 +59,8 @@ def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, 
     """Train `models` models of `recipe` on α-subsets into the store at `root` (created from the
     recipe's examples when missing), resuming where an earlier run stopped. `shard` = (K, N)
     trains only the plan's models k with k mod N = K: N shards (any scheduler, any machines
-    sharing the store) together train exactly the unsharded run's models, model for model."""
+    sharing the store) together train exactly the unsharded run's models, model for model (same
+    masks, seeds and plan rows; margins equal up to the float kernels of the machine)."""
     t0 = time.time()
     alpha = check_alpha(alpha)
     if role not in ROLES:

@@ -2,7 +2,6 @@
 line, and silence with --quiet."""
 import re
 
-import numpy as np
 from click.testing import CliRunner
 
 from dmstore.cli import cli

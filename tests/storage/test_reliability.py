@@ -24,7 +24,7 @@ from dmstore.store.compact import compact
 from dmstore.fit import fit
 from dmstore.storage.vacuum import vacuum
 
-from dmstore.testing import Synth, alpha_masks, snapshot
+from dmstore.testing import Synth, snapshot
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

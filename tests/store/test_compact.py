@@ -71,7 +71,6 @@ def test_compaction_killed_at_random_points(tmp_path, sig, layout):
     """20 compactions (merging, or rewriting target-major) killed at random points: every model
     is stored exactly once afterwards, with its exact margins, and a rerun completes (and so
     does vacuum)."""
-    import dmstore
     m, n, per = 240, 52, 8
     s = Synth(m=m, d=40, n_test=12, seed=5)
     base = Store.create(tmp_path / "base", train_size=40, test_size=12)
