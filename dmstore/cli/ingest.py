@@ -84,3 +84,54 @@ def parquet(store, files, mode):
     from ..ingest import ingest_parquet
     from ..store import Store
     click.echo(ingest_parquet(Store.open(store, "a"), files, mode).summary())
+
+
+@ingest.command("scores", cls=Command)
+@store_arg
+@click.argument("file", type=click.Path(exists=True))
+@click.option("--name", required=True, help="The method's name: the fit's estimator (e.g. trak, if, tracin).")
+@experiment_opt
+@alpha_opt
+@click.option("--layout", type=click.Choice(["target-major", "train-major"]), default=None,
+              help="Rows are targets [n_targets, d] (default; captum) or train examples [d, n_targets] "
+                   "(dattri, traker; a TRAK save directory is train-major).")
+@click.option("--targets", default=None, metavar="IDS",
+              help="The targets of a dense matrix, in ascending id order: test (default), train, or ids "
+                   "like 1347-1796. Triples name their own.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A setting of the method to record with the fit (repeat), e.g. proj_dim=512.")
+@click.option("--top-k", type=click.IntRange(1), default=None,
+              help="Keep only the K largest |scores| of each target (default: every non-zero score).")
+@click.option("--trak-experiment", default=None, metavar="NAME",
+              help="The experiment of a TRAK save directory that holds several.")
+@click.option("--mode", type=click.Choice(["error", "overwrite"]), default="error", show_default=True,
+              help="error: refuse when a different fit of this name exists (the same file again is a "
+                   "no-op); overwrite: replace it.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where the calibration and eval predictions are computed.")
+def scores(store, file, name, experiment, alpha, layout, targets, params, top_k, trak_experiment, mode, device):
+    """Bring any attribution method's scores in as a fit: calibrated per target on the fit models,
+    scored on the eval models, and open to every analytic (estimator_comparison, topk_neighbors,
+    dm_removal_effect, counterfactual --fit, report …).
+
+    FILE: .npy or .pt (dense; memory-mapped), a TRAK save directory or its scores/*.mmap, or
+    Parquet/CSV triples target_id, train_id, score.
+
+    \b
+      dmstore ingest scores runs trak.npy --name trak --experiment digits --alpha 0.5 --layout train-major
+      dmstore ingest scores runs ./trak_results --name trak --experiment digits --alpha 0.5 --param proj_dim=512
+      dmstore ingest scores runs if.pt --name if --experiment digits --alpha 0.5 --layout train-major
+      dmstore ingest scores runs scores.parquet --name mine --experiment digits --alpha 0.5 --top-k 100
+      dmstore query runs "SELECT estimator, lds, n_lds FROM estimator_comparison"
+    """
+    from ..ingest import ingest_scores
+    from ..store import Store
+    kv = {}
+    for item in params:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--param")
+        kv[k] = v
+    r = ingest_scores(Store.open(store, "a"), file, name, experiment, alpha, layout, targets, kv, mode, top_k,
+                      trak_experiment, device)
+    click.echo(("already stored: " if r.reused else "") + r.summary())

@@ -14,6 +14,8 @@ from .query import query_error, read_relation, stream
 from .sandbox import check_read_only
 
 EXPORT_FORMATS = tuple(f for f in FORMATS if f != "table")
+SCORE_FORMATS = {".npy": "npy", ".pt": "pt"}
+SCORE_LAYOUTS = ("target-major", "train-major")
 
 
 def check_outside(root: Path, out) -> None:
@@ -56,3 +58,51 @@ def export(store, out, relation: str | None = None, sql: str | None = None, fmt:
         except duckdb.Error as e:
             raise query_error(e, store) from None
     return stream(rel, fmt, out, store=store)
+
+
+def export_scores(store, fit_id: int, out, layout: str = "target-major", as_of: int | None = None) -> tuple:
+    """Write fit `fit_id`'s selected weights as a dense matrix for other attribution tools:
+    target-major float32 [n_targets, d] or train-major [d, n_targets], targets in ascending id
+    order, to `out` (.npy: written by blocks of targets through a memory map; .pt: a torch
+    tensor). Returns (target ids int32 [n], shape)."""
+    import numpy as np
+
+    from ..errors import NotFoundError
+    from .connect import connect
+    from .query import run
+    suffix = Path(out).suffix.lower()
+    if suffix not in SCORE_FORMATS:
+        raise InputError(f"output {out}: a dense score matrix is written as .npy or .pt", params=("out",))
+    if layout not in SCORE_LAYOUTS:
+        raise InputError(f"layout must be one of {', '.join(SCORE_LAYOUTS)}, got {layout!r}", params=("layout",))
+    st = open_state(store, "r", as_of)
+    check_outside(st.root, out)
+    con = connect(st)
+    tids = np.array([r[0] for r in run(con, "fit_targets", f=int(fit_id)).fetchall()], np.int32)
+    if not tids.size:
+        have = [r[0] for r in run(con, "fit_ids").fetchall()]
+        raise NotFoundError(f"no fit {fit_id}; the store's fits are {', '.join(map(str, have)) or 'none'}",
+                            params=("fit_id",))
+    d, n = st.d, tids.size
+    shape = (n, d) if layout == "target-major" else (d, n)
+    if suffix == ".npy":
+        from numpy.lib.format import open_memmap
+        mat = open_memmap(str(out), mode="w+", dtype=np.float32, shape=shape)
+    else:
+        mat = np.zeros(shape, np.float32)
+    step = max(1, (64 << 20) // (4 * max(d, 1)))
+    for lo in range(0, n, step):
+        blk = tids[lo:lo + step]
+        w = run(con, "fit_weights_block", f=int(fit_id), lo=int(blk[0]), hi=int(blk[-1])).fetchnumpy()
+        rows = np.searchsorted(tids, w["target_id"])
+        if layout == "target-major":
+            mat[rows, w["train_id"]] = w["weight"]
+        else:
+            mat[w["train_id"], rows] = w["weight"]
+    if suffix == ".npy":
+        mat.flush()
+        del mat
+    else:
+        import torch
+        torch.save(torch.from_numpy(mat), out)
+    return tids, shape

@@ -32,6 +32,7 @@ class FitResult:
     device: str
     not_converged_targets: list
     reused: bool = False     # an identical earlier fit (`reuse=True`), or a shard committed already
+    n_clamped: int = 0       # scores fits: targets whose calibration slope was below the floor
 
     def summary(self) -> str:
         s = (f"fit {self.fit_id}: {self.estimator} on {self.n_targets} targets, {self.n_fit} fit + "
@@ -39,6 +40,9 @@ class FitResult:
              + (" (reused: same settings and models)" if self.reused else ""))
         if self.n_not_converged:
             s += f"; {self.n_not_converged} (target, lambda) pairs hit the iteration cap"
+        if self.n_clamped:
+            s += (f"; {self.n_clamped} target(s) whose scores anti-correlate with their outputs on the fit "
+                  f"models keep a near-constant calibrated prediction")
         return s
 
 
@@ -132,6 +136,7 @@ def fit_tables(fit_id: int, experiment: str, alpha: float, estimator: str, fits:
             "nnz": fits["nnz"].astype(np.int32), "selected": fits["selected"].astype(bool),
             "n_models": fits["n_models"].astype(np.int64), "rel_gap": fits["rel_gap"].astype(np.float64),
             "n_iter": fits["n_iter"].astype(np.int32), "converged": conv,
+            "scale": pa.nulls(nf, pa.float64()),
         }),
         "weights": pa.table({
             "fit_id": ids(weights[0].size), "target_id": weights[0].astype(np.int32),

@@ -224,6 +224,9 @@ def commit(base: Snapshot, operation: str, add: list[dict], remove: list[str] = 
         if gone:
             raise StoreError(f"{root}: {e['path']}/{gone[0]}.parquet was deleted before its commit "
                              f"(by vacuum, or by hand); nothing was committed — run the write again")
+    stale = [p for p in remove if p not in base.units]
+    if stale:   # retired by a commit the caller's snapshot already holds: plan again
+        raise CommitConflict(f"{stale[0]} is not live in version {base.version}")
     v = base.version + 1
     while True:
         payload = {"version": v, "timestamp": utc_now(), "operation": operation, "add": add,

@@ -27,7 +27,9 @@ TARGET_GROUP_ROWS = 1 << 20
 _BY_KIND = {
     "margins": dict(use_dictionary=["example_id", "margin"], use_byte_stream_split=["margin"],
                     compression_level=1),
-    "weights": dict(use_dictionary=["fit_id", "target_id", "lam"], use_byte_stream_split=["weight"]),
+    # train ids ascend within a target: delta-encoded they cost ~2 bits (3.7 vs 6.1 B/row dense)
+    "weights": dict(use_dictionary=["fit_id", "target_id", "lam"],
+                    column_encoding={"train_id": "DELTA_BINARY_PACKED", "weight": "BYTE_STREAM_SPLIT"}),
 }
 
 
@@ -50,12 +52,22 @@ def write_parquet(table: pa.Table, path: Path, kind: str, metadata: dict | None 
     """Write `table` (cast to schema `kind`) to `path` with the store's settings; `metadata`
     (str → str) goes into the file's key-value metadata."""
     schema = arrow_schema(kind)
+    table = fill_nullable(table, schema)
     extra = [table.schema.field(c) for c in table.column_names if c not in schema.names]
     if extra:  # user columns (examples only) follow the contract's columns
         schema = pa.schema(list(schema) + extra)
         table = table.select(schema.names)
     table = table.cast(schema) if not table.schema.equals(schema) else table
     pq.write_table(_with_metadata(table, metadata), path, row_group_size=ROW_GROUP_ROWS, **write_options(kind))
+
+
+def fill_nullable(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with every nullable column of `schema` it lacks added as nulls (a column the
+    format gained later, such as fits.scale)."""
+    for f in schema:
+        if f.name not in table.column_names and f.nullable:
+            table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+    return table
 
 
 def write_margins_target_major(path: Path, model_ids: np.ndarray, target_ids: np.ndarray, Y: np.ndarray,

@@ -21,7 +21,7 @@ import pyarrow as pa
 from ..errors import StoreError
 from . import lease, log
 from . import paths as P
-from .parquet import TARGETS_KEY, write_parquet
+from .parquet import TARGETS_KEY, fill_nullable, parquet_writer, write_parquet
 from .schema import arrow_schema
 
 # the relations of each unit prefix (the empty unit of a new store holds one zero-row file each)
@@ -68,8 +68,16 @@ class StagedUnit:
         self.tmp.mkdir(parents=True)
         self.published = False
 
-    def write(self, kind: str, table: pa.Table, metadata: dict | None = None) -> None:
-        write_parquet(table, self.tmp / f"{kind}.parquet", kind, metadata)
+    def write(self, kind: str, table, metadata: dict | None = None) -> None:
+        """Write `kind`.parquet from an Arrow table, or stream it from an iterable of tables
+        (each cast to the schema; memory is bounded by one of them)."""
+        if isinstance(table, pa.Table):
+            write_parquet(table, self.tmp / f"{kind}.parquet", kind, metadata)
+            return
+        schema = arrow_schema(kind)
+        with parquet_writer(self.tmp / f"{kind}.parquet", kind, metadata) as w:
+            for part in table:
+                w.write_table(fill_nullable(part, schema).select(schema.names).cast(schema))
 
     @property
     def path(self) -> str:

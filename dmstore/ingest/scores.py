@@ -1,0 +1,432 @@
+"""Attribution scores of any method (TRAK, influence functions, TracIn, gradient similarity, a
+user's own) brought in as a fit, so every analytic and the same held-out models judge them.
+
+    ingest_scores(store, "trak.npy", "trak", "digits", 0.5, layout="train-major", params={"proj_dim": 512})
+
+Sources: a dense `.npy` (memory-mapped, read by blocks of targets), a `.pt` torch tensor
+(memory-mapped), a TRAK save directory (its `scores/<experiment>.mmap`, train-major) or its
+`.mmap` file, or Parquet/CSV triples `target_id, train_id, score`. Dense layouts:
+target-major [n_targets, d] (captum, ours) or train-major [d, n_targets] (dattri, traker);
+targets are the store's `targets` ('test' by default) in ascending id order.
+
+Each target's scores s_j get an affine calibration fitted by least squares on the fit models
+(role 'fit'): the prediction for a mask x is bias_j + scale_j · Σ_{i∈x} s_ij. The scale is kept
+positive (at least 10⁻³·σ_y/σ_s), so the ranking of a method's scores — and its LDS — is its
+own; a target whose scores anti-correlate with its outputs gets a near-constant prediction (the
+count is recorded). Weights are stored calibrated (weight = scale · score), `scale` in `fits`,
+so predictions, removal effects and MSE are in margin units for every method. Eval predictions
+are a matrix product (torch, GPU when present) by blocks of targets.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ..errors import ConflictError, InputError
+from ..fit.params import resolve_device
+from ..fit.results import FitResult
+from ..progress import progress as progress_bar
+from ..storage import paths as P
+from ..storage.files import utc_now
+from ..storage.units import new_unit_id
+from ..store.commit import commit_fit
+from ..store.validate import check_alpha, read_table_file
+from .npy import load_npy
+
+LAYOUTS = ("target-major", "train-major")
+MODES = ("error", "overwrite")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+MIN_SCALE = 1e-3            # of σ_y/σ_s: the smallest calibration scale (keeps the ranking)
+BLOCK_BYTES = 128 << 20     # a block of targets' scores as float32 [d, block]
+
+
+def file_digest(path: Path) -> str:
+    """blake2b of a file's bytes (a directory: of its score file)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Scores:
+    """A score matrix opened for reading by blocks: `block(pos)` → float32 [d, len(pos)] of the
+    targets at positions `pos` of `target_ids` (ascending); `where(pos, i)` names a cell."""
+    path: Path
+    file: Path                  # the file whose bytes were hashed
+    kind: str                   # 'npy' | 'pt' | 'trak' | 'triples'
+    layout: str
+    target_ids: np.ndarray      # int32 [n]
+    array: object = None        # dense: [n, d] or [d, n]; triples: None
+    triples: tuple | None = None   # (target positions, train ids, scores) for triples
+
+    def block(self, pos: np.ndarray) -> np.ndarray:
+        if self.triples is not None:
+            tp, ti, sc = self.triples
+            lo, hi = np.searchsorted(tp, [pos[0], pos[-1] + 1])
+            out = np.zeros((self.d, pos.size), np.float32)
+            out[ti[lo:hi], tp[lo:hi] - pos[0]] = sc[lo:hi]
+            return out
+        a = self.array
+        sub = a[pos[0]:pos[-1] + 1] if self.layout == "target-major" else a[:, pos[0]:pos[-1] + 1]
+        if isinstance(sub, torch.Tensor):
+            sub = sub.to(torch.float32).numpy()
+        sub = np.asarray(sub, dtype=np.float32)
+        return np.array(sub.T if self.layout == "target-major" else sub, dtype=np.float32, order="C")  # owned
+
+    @property
+    def d(self) -> int:
+        return self._d
+
+    def where(self, pos: int, i: int) -> str:
+        if self.triples is not None:
+            return f"{self.path}: the row of target {int(self.target_ids[pos])}, train id {i}"
+        r, c = (pos, i) if self.layout == "target-major" else (i, pos)
+        return f"{self.path}: row {r}, column {c} (target {int(self.target_ids[pos])}, train id {i})"
+
+
+def _dense(path: Path, kind: str, arr, layout: str, d: int, targets: np.ndarray) -> Scores:
+    if arr.ndim != 2:
+        raise InputError(f"{path}: scores must be a 2-D matrix, got shape {tuple(arr.shape)}")
+    n = targets.size
+    want = {"target-major": (n, d), "train-major": (d, n)}
+    shape = tuple(int(x) for x in arr.shape)
+    if shape != want[layout]:
+        other = "train-major" if layout == "target-major" else "target-major"
+        hint = (f"; it fits layout {other}: pass layout '{other}' (--layout {other})" if shape == want[other]
+                else f"; neither {want['target-major']} (target-major) nor {want['train-major']} (train-major) "
+                     f"matches: the store has d = {d} train examples and {n} targets were chosen")
+        raise InputError(f"{path}: shape {shape} is not {want[layout]} for layout {layout}{hint}",
+                         params=("layout",))
+    if not (np.issubdtype(np.dtype(str(arr.dtype).replace("torch.", "")), np.floating)
+            if not isinstance(arr, torch.Tensor) else arr.is_floating_point()):
+        raise InputError(f"{path}: scores have dtype {arr.dtype}; expected floating point")
+    s = Scores(path, path, kind, layout, targets.astype(np.int32), arr)
+    s._d = d
+    return s
+
+
+def _trak_file(path: Path, experiment: str | None) -> Path:
+    """The score file of a TRAK save directory (`experiments.json` names them)."""
+    meta = path / "experiments.json"
+    if not meta.exists():
+        raise InputError(f"{path}: a directory, but no TRAK save directory (no experiments.json); give a "
+                         f"score file (.npy, .pt, .mmap, .parquet, .csv)")
+    try:
+        exps = json.loads(meta.read_text())
+    except ValueError as e:
+        raise InputError(f"{meta}: unreadable ({e})") from None
+    done = {k: v for k, v in exps.items() if isinstance(v, dict) and v.get("scores_finalized")}
+    if experiment is None:
+        if len(done) != 1:
+            raise InputError(f"{path}: {len(done)} finalized TRAK experiments ({', '.join(done) or 'none'}); "
+                             f"name one with trak_experiment", params=("trak_experiment",))
+        experiment = next(iter(done))
+    if experiment not in done:
+        raise InputError(f"{path}: no finalized TRAK experiment {experiment!r}; finalized: {', '.join(done) or 'none'}",
+                         params=("trak_experiment",))
+    return path / "scores" / f"{experiment}.mmap"
+
+
+def _triples(path: Path, d: int, n_examples: int) -> Scores:
+    t = read_table_file(path, str(path))
+    need = ("target_id", "train_id", "score")
+    missing = [c for c in need if c not in t.column_names]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; triples have target_id, train_id, score")
+    for c in need:
+        typ = t.schema.field(c).type
+        ok = pa.types.is_integer(typ) if c != "score" else (pa.types.is_floating(typ) or pa.types.is_integer(typ))
+        if not ok:
+            raise InputError(f"{path}: column {c} has type {typ}, not {'an integer' if c != 'score' else 'a number'}")
+        if t[c].null_count:
+            row = int(np.flatnonzero(t[c].is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError(f"{path}: data row {row + 1}: {c} is empty; every triple needs all three values")
+    tid = t["target_id"].to_numpy().astype(np.int64)
+    iid = t["train_id"].to_numpy().astype(np.int64)
+    sc = t["score"].to_numpy().astype(np.float64)
+    for name, col, hi in (("train_id", iid, d), ("target_id", tid, n_examples)):
+        bad = np.flatnonzero((col < 0) | (col >= hi))
+        if bad.size:
+            raise InputError(f"{path}: data row {bad[0] + 1}: {name} {int(col[bad[0]])} is not "
+                             f"{'a train example' if name == 'train_id' else 'an example'} of the store "
+                             f"(0..{hi - 1})")
+    bad = np.flatnonzero(~np.isfinite(sc.astype(np.float32)))
+    if bad.size:
+        raise InputError(f"{path}: data row {bad[0] + 1}: score {sc[bad[0]]} is not a finite float32; "
+                         f"{bad.size} such row(s)")
+    order = np.lexsort((iid, tid))
+    key = tid[order] * (d + 1) + iid[order]
+    dup = np.flatnonzero(np.diff(key) == 0)
+    if dup.size:
+        row = int(order[dup[0] + 1])
+        raise InputError(f"{path}: data row {row + 1}: target {int(tid[row])}, train id {int(iid[row])} appears "
+                         f"twice; give each pair once")
+    targets = np.unique(tid).astype(np.int32)
+    pos = np.searchsorted(targets, tid[order])
+    s = Scores(path, path, "triples", "triples", targets, None,
+               (pos.astype(np.int64), iid[order].astype(np.int64), sc[order].astype(np.float32)))
+    s._d = d
+    return s
+
+
+def open_scores(store, path, layout: str | None, targets, trak_experiment: str | None = None) -> Scores:
+    """Open a score source for reading by blocks (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    d, n_ex = store.d, store.n_examples
+    if layout is not None and layout not in LAYOUTS:
+        raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", params=("layout",))
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in (".parquet", ".pq", ".csv"):
+        if path.is_dir():
+            if layout == "target-major":
+                raise InputError(f"{path}: TRAK saves its scores train-major; drop layout or give 'train-major'",
+                                 params=("layout",))
+            f = _trak_file(path, trak_experiment)
+            s = _dense(path, "trak", load_npy(f, 2), "train-major", d,
+                       store.resolve_targets("test" if targets is None else targets))
+            s.file = f
+            return s
+        if targets is not None and not (isinstance(targets, str) and targets == "file"):
+            raise InputError(f"{path}: triples name their targets (target_id); drop targets", params=("targets",))
+        return _triples(path, d, n_ex)
+    tids = store.resolve_targets("test" if targets is None else targets)
+    layout = layout or "target-major"
+    if suffix == ".pt":
+        try:
+            arr = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except Exception as e:   # noqa: BLE001  torch raises many kinds for a bad file
+            raise InputError(f"{path}: not a readable torch file ({str(e).splitlines()[0]}); save the score "
+                             f"tensor with torch.save") from None
+        if not isinstance(arr, torch.Tensor):
+            raise InputError(f"{path}: holds a {type(arr).__name__}, not a tensor; save the score tensor itself")
+        return _dense(path, "pt", arr, layout, d, tids)
+    return _dense(path, "npy", load_npy(path, 2), layout, d, tids)
+
+
+def _existing(store, name: str, experiment: str, alpha: float):
+    """(fit_runs row, unit paths) of every fit named `name` on (experiment, alpha)."""
+    rows = [r for r in store.fit_runs().to_pylist()
+            if r["estimator"] == name and r["experiment"] == experiment and r["alpha"] == alpha]
+    ids = {r["fit_id"] for r in rows}
+    units = [p for p, e in store.snapshot().units.items() if e.get("fit_id") in ids]
+    return rows, units
+
+
+def ingest_scores(store, path, name: str, experiment: str, alpha: float, layout: str | None = None,
+                  targets=None, params: dict | None = None, mode: str = "error", top_k: int | None = None,
+                  trak_experiment: str | None = None, device: str = "auto", progress: bool | None = None
+                  ) -> FitResult:
+    """Bring a score matrix in as a fit named `name` (its fit_runs.estimator); see the module
+    docstring. `params` (str → str) are recorded with the file's digest and layout; `top_k`
+    keeps the k largest |scores| per target; mode 'error' refuses a different fit of that name
+    (an identical one is reused), 'overwrite' replaces it in the same commit."""
+    t0 = time.time()
+    store.require_writable()
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InputError(f"name {name!r}: start with a letter; letters, digits, '.', '_', '-' (e.g. trak)",
+                         params=("name",))
+    from ..fit.estimators import ESTIMATORS
+    if name in ESTIMATORS:
+        raise InputError(f"name {name!r} is one of dmstore's own estimators; name the method (e.g. trak, if)",
+                         params=("name",))
+    if mode not in MODES:
+        raise InputError(f"mode must be error or overwrite, got {mode!r}", params=("mode",))
+    if top_k is not None and top_k < 1:
+        raise InputError("top_k must be >= 1", params=("top_k",))
+    alpha = check_alpha(alpha)
+    dev = resolve_device(device)
+    store = store.pinned()
+    store.require_models(experiment, alpha, "fit")
+    src = open_scores(store, path, layout, targets, trak_experiment)
+    record = {"source": "scores", "file": src.path.name, "kind": src.kind, "digest": file_digest(src.file),
+              "layout": src.layout, "targets": [int(src.target_ids[0]), int(src.target_ids[-1]), int(src.target_ids.size)],
+              "top_k": top_k, "params": {str(k): str(v) for k, v in (params or {}).items()}}
+    rows, units = _existing(store, name, experiment, alpha)
+    for r in rows:
+        old = json.loads(r["params"])
+        if {k: old.get(k) for k in record} == record:
+            return FitResult(r["fit_id"], name, r["n_targets"], r["n_fit"], r["n_val"], 0, 0.0, r["wall_time_s"],
+                             r["device"], [], reused=True)
+    if rows and mode == "error":
+        raise ConflictError(f"fit {rows[0]['fit_id']} is already named {name!r} on {experiment!r} at alpha {alpha} "
+                            f"(from {json.loads(rows[0]['params']).get('file')}); use mode 'overwrite' to replace "
+                            f"it, or another name", params=("mode", "name"))
+    job = _Job(store, src, experiment, alpha, top_k, dev, progress, name, record, t0)
+    fit_id = commit_fit(store, job.tables, {"experiment": experiment, "alpha": alpha, "estimator": name,
+                                            "scores": record["digest"]}, remove=units if mode == "overwrite" else ())
+    return FitResult(fit_id, name, int(src.target_ids.size), job.n_fit, job.n_val, 0, 0.0, job.wall, str(dev), [],
+                     n_clamped=job.clamped)
+
+
+class _Job:
+    """One pass of a score matrix through the store, by blocks of targets: calibration sums on
+    the fit (and val) models, calibrated weights streamed out, eval predictions set aside in a
+    private file, then the fits rows and the fit_runs row."""
+
+    def __init__(self, store, src: Scores, experiment, alpha, top_k, dev, progress, name, record, t0):
+        self.store, self.src, self.experiment, self.alpha = store, src, experiment, alpha
+        self.top_k, self.dev, self.progress, self.name, self.record, self.t0 = top_k, dev, progress, name, record, t0
+        d = store.d
+        self.step = int(max(1, min(src.target_ids.size, BLOCK_BYTES // (4 * max(d, 1)))))
+        self.rows = int(max(64, min(4096, (32 << 20) // (4 * max(d, 1)))))
+        roles = store.models(experiment, alpha, ["fit", "val", "eval"], ["model_id", "role"])
+        role = np.asarray(roles["role"].to_pylist())
+        self.n_fit, self.n_val, self.n_eval = (int((role == r).sum()) for r in ("fit", "val", "eval"))
+
+    def tables(self, fit_id: int) -> dict:
+        self.fit_id, self.fits = fit_id, []
+        self.pred_path = self.store.root / P.TMP / f"preds-{new_unit_id(self.store.root)}.parquet"
+        return {"weights": self._weights(), "fits": self._fits, "eval_predictions": self._predictions,
+                "fit_runs": self._fit_runs}
+
+    def _sums(self, block_t, S):
+        """Per group ('fit', 'val'): n and the float64 sums Σs, Σy, Σs², Σsy, Σy² [nb] of the raw
+        predictions s = x·S and the margins y."""
+        nb = block_t.size
+        acc = {g: np.zeros((6, nb)) for g in ("fit", "val")}
+        St = torch.as_tensor(S).to(self.dev)
+        for ch in self.store.iter_chunks(self.experiment, self.alpha, role=["fit", "val"], targets=block_t,
+                                         max_rows=self.rows):
+            s = (torch.as_tensor(ch["masks"]).to(self.dev, torch.float32) @ St).double().cpu().numpy()
+            y = ch["margins"].astype(np.float64)
+            for g in ("fit", "val"):
+                k = ch["roles"] == g
+                if k.any():
+                    sg, yg = s[k], y[k]
+                    acc[g] += np.stack([np.full(nb, k.sum()), sg.sum(0), yg.sum(0), (sg * sg).sum(0),
+                                        (sg * yg).sum(0), (yg * yg).sum(0)])
+        return acc
+
+    @staticmethod
+    def _calibrate(a):
+        n, ss, sy, sss, ssy, syy = a
+        n = np.maximum(n, 1)
+        ms, my = ss / n, sy / n
+        var_s = np.maximum(sss / n - ms * ms, 0)
+        var_y = np.maximum(syy / n - my * my, 0)
+        cov = ssy / n - ms * my
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.where(var_s > 0, cov / var_s, 0.0)
+            floor = np.where(var_s > 0, MIN_SCALE * np.sqrt(var_y / var_s), 0.0)
+        scale = np.maximum(slope, floor)
+        clamped = (var_s > 0) & (slope < floor)
+        bias = my - scale * ms
+        mse = np.maximum(var_y - 2 * scale * cov + scale * scale * var_s, 0)
+        return scale, bias, mse, clamped
+
+    @staticmethod
+    def _mse(a, scale, bias):
+        n, ss, sy, sss, ssy, syy = a
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = (syy - 2 * bias * sy - 2 * scale * ssy + n * bias * bias + 2 * bias * scale * ss
+                 + scale * scale * sss) / n
+        return np.where(n > 0, np.maximum(v, 0), np.nan)
+
+    def _weights(self):
+        src, d = self.src, self.store.d
+        n = src.target_ids.size
+        self.clamped = 0
+        bar = progress_bar(total=n, desc="ingest scores", unit="target", enabled=self.progress)
+        writer = pq.ParquetWriter(self.pred_path, pa.schema([("model_id", pa.int64()), ("target_id", pa.int32()),
+                                                             ("predicted", pa.float32())]))
+        try:
+            for lo in range(0, n, self.step):
+                pos = np.arange(lo, min(n, lo + self.step))
+                block_t = src.target_ids[pos]
+                S = src.block(pos)                                    # float32 [d, nb]
+                bad = ~np.isfinite(S)
+                if bad.any():
+                    i, j = np.argwhere(bad)[0]
+                    raise InputError(f"{src.where(int(pos[j]), int(i))}: score {S[i, j]} is not finite; "
+                                     f"{int(bad.sum())} such value(s) in this block. Recompute or drop them")
+                if self.top_k is not None and self.top_k < d:
+                    keep = np.argpartition(-np.abs(S), self.top_k - 1, axis=0)[:self.top_k]
+                    mask = np.zeros_like(S, dtype=bool)
+                    np.put_along_axis(mask, keep, True, axis=0)
+                    S = np.where(mask, S, 0).astype(np.float32)
+                acc = self._sums(block_t, S)
+                scale, bias, mse, clamped = self._calibrate(acc["fit"])
+                self.clamped += int(clamped.sum())
+                W = (S * scale[None, :].astype(np.float32)).astype(np.float32)
+                val = self._mse(acc["val"], scale, bias) if self.n_val else np.full(pos.size, np.nan)
+                nnz = (W != 0).sum(0)
+                self.fits.append((block_t, bias, mse, val, nnz, scale, acc["fit"][0]))
+                self._predict(writer, block_t, W, bias)
+                yield self._weight_rows(block_t, W)
+                bar.update(pos.size)
+        finally:
+            writer.close()
+            bar.close()
+
+    def _weight_rows(self, block_t, W) -> pa.Table:
+        """The non-zero weights of a block [d, nb] as rows by (target, train id), built
+        target-major without a sort (a dense block: by repeat and tile)."""
+        Wt = np.ascontiguousarray(W.T)                       # [nb, d]
+        nz = Wt != 0
+        if nz.all():
+            tj = np.repeat(np.arange(block_t.size), Wt.shape[1])
+            ti = np.tile(np.arange(Wt.shape[1], dtype=np.int32), block_t.size)
+            w = Wt.ravel()
+        else:
+            tj, ti = np.nonzero(nz)
+            w = Wt[tj, ti]
+        return pa.table({"fit_id": np.full(w.size, self.fit_id, np.int64), "target_id": block_t[tj],
+                         "lam": np.zeros(w.size), "train_id": ti.astype(np.int32), "weight": w})
+
+    def _predict(self, writer, block_t, W, bias):
+        if not self.n_eval:
+            return
+        Wt = torch.as_tensor(W).to(self.dev)
+        b = torch.as_tensor(bias.astype(np.float32)).to(self.dev)
+        for ch in self.store.iter_chunks(self.experiment, self.alpha, role="eval", with_margins=False,
+                                         max_rows=self.rows):
+            Pm = (torch.as_tensor(ch["masks"]).to(self.dev, torch.float32) @ Wt + b).cpu().numpy()
+            ids = ch["model_ids"]
+            writer.write_table(pa.table({"model_id": np.repeat(ids, block_t.size),
+                                         "target_id": np.tile(block_t, ids.size), "predicted": Pm.ravel()}))
+
+    def _fits(self) -> pa.Table:
+        cols = [np.concatenate(x) for x in zip(*self.fits)]
+        tid, bias, mse, val, nnz, scale, nmod = cols
+        n = tid.size
+        return pa.table({"fit_id": np.full(n, self.fit_id, np.int64), "experiment": [self.experiment] * n,
+                         "alpha": np.full(n, self.alpha), "estimator": [self.name] * n, "target_id": tid.astype(np.int32),
+                         "lam": np.zeros(n), "bias": bias, "train_mse": mse,
+                         "val_mse": pa.array(val, pa.float64(), from_pandas=True), "nnz": nnz.astype(np.int32),
+                         "selected": np.ones(n, bool), "n_models": nmod.astype(np.int64),
+                         "rel_gap": pa.nulls(n, pa.float64()), "n_iter": pa.nulls(n, pa.int32()),
+                         "converged": np.ones(n, bool), "scale": scale})
+
+    def _predictions(self):
+        try:
+            pf = pq.ParquetFile(self.pred_path)
+            for b in pf.iter_batches(batch_size=1 << 20):
+                t = pa.Table.from_batches([b])
+                yield t.add_column(0, "fit_id", pa.array(np.full(t.num_rows, self.fit_id, np.int64)))
+        finally:
+            self.pred_path.unlink(missing_ok=True)
+
+    def _fit_runs(self) -> pa.Table:
+        self.wall = time.time() - self.t0
+        params = dict(self.record, n_clamped=self.clamped)
+        return pa.table({
+            "fit_id": [self.fit_id], "experiment": [self.experiment], "alpha": [self.alpha],
+            "estimator": [self.name], "created_at": [utc_now("seconds")], "n_fit": [self.n_fit],
+            "n_val": [self.n_val], "val_source": ["role" if self.n_val else "none"],
+            "n_targets": [int(self.src.target_ids.size)], "n_lambdas": [1], "lambda_min_ratio": [None],
+            "tol": [None], "max_iter": [None], "dtype": ["float32"], "device": [str(self.dev)],
+            "wall_time_s": [self.wall], "max_rel_gap": [None], "n_not_converged": [0],
+            "params": [json.dumps(params, sort_keys=True)]})
