@@ -94,17 +94,50 @@ for _v in spark_sql.relation_names():
         setattr(SparkStore, _v, _view_method(_v))
 
 
+def register_udfs(spark, d: int) -> None:
+    """The Python UDFs of `dmstore.engine.udfs` as Spark SQL functions (row by row), so the
+    analytics that use them (eval_kendall, estimator_comparison) run in Spark too."""
+    import pyarrow as pa
+    from pyspark.sql.types import BinaryType, DoubleType, StructField, StructType
+
+    from .engine import udfs as U
+
+    def pairs(a, b):
+        if a is None or b is None:
+            return None
+        return next(U.pairs(pa.array([a]), pa.array([b])))
+
+    def spearman(a, b):
+        p = pairs(a, b)
+        return None if p is None else U.spearman_one(*p)
+
+    def kendall_tau(a, b):
+        p = pairs(a, b)
+        return None if p is None else U.kendall_one(*p)
+
+    def mask_of(ids):
+        return None if ids is None else U.mask_of_fn(d)(pa.array([ids]))[0].as_py()
+
+    ci = StructType([StructField("lo", DoubleType()), StructField("hi", DoubleType())])
+    spark.udf.register("spearman", spearman, DoubleType())
+    spark.udf.register("kendall_tau", kendall_tau, DoubleType())
+    spark.udf.register("bootstrap_ci", U.bootstrap_one, ci)
+    spark.udf.register("mask_of", mask_of, BinaryType())
+
+
 def register(spark, store, location: str | None = None, as_of: int | None = None) -> SparkStore:
     """Register the store's snapshot (the latest, or version `as_of`) on SparkSession `spark`:
     every relation as a temp view of the same name, reading the snapshot's files at `location`
     (any URI Spark reads: file://, hdfs://, s3a://; default the store's own directory), and the
-    SQL function `in_mask(mask, i)`. Returns a SparkStore whose methods run the analytics."""
+    SQL function `in_mask(mask, i)` and the Python UDFs (spearman, kendall_tau, bootstrap_ci,
+    mask_of). Returns a SparkStore whose methods run the analytics."""
     import pyarrow.parquet as pq
     st = open_state(store, "r", as_of)
     snap = st.snapshot()
     root = Path(st.root).resolve()
     location = location or root.as_uri()
     cols = pq.read_schema(root / "examples.parquet").names
+    register_udfs(spark, st.d)
     for stmt in spark_sql.source_sql(snap, location) + spark_sql.functions_sql():
         spark.sql(stmt)
     for v in spark_sql.relation_names():

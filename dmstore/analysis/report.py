@@ -1,7 +1,9 @@
 """An HTML report of one fit with the paper's pictures for its data: predicted vs actual margins
 on eval models (figure 5), neighbour images (figure 9, when examples carry 8×8 `features`),
 the data-support distribution (figure 7), predicted vs actual counterfactuals (figure 8) and the
-estimator comparison (Table K.1). Figures are embedded PNGs; the page has no external assets."""
+method comparison (Table K.1: every estimator and attribution method on the held-out models),
+and the actual effect of removing each method's top-k (figure F.4). Figures are embedded PNGs;
+the page has no external assets."""
 from __future__ import annotations
 
 import base64
@@ -61,13 +63,31 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
     # Table K.1
     comp = run(con, "report_comparison", e=run_["experiment"], a=run_["alpha"], all=bool(all_fits), f=int(fit_id),
                est=run_["estimator"]).to_arrow_table().to_pylist()
-    parts.append("<h2>Estimators on held-out models (Table K.1)</h2>")
+    parts.append("<h2>Methods on held-out models (Table K.1)</h2>")
     if comp:
-        parts.append(_table(comp, ["fit_id", "estimator", "n_eval_models", "n_masks", "n_targets", "lds",
-                                   "pooled_pearson", "mse", "auc", "lds_mask_avg"], _num))
-        parts.append("<p>lds: mean per-target Spearman correlation of predicted and actual outputs; "
-                     "outputs are margins, or correctness for <code>*_correct</code> estimators (whose "
-                     "MSE is on that 0/1 scale). auc: the prediction as a score for correctness.</p>")
+        for r in comp:
+            ci = "" if r["lds_ci_lo"] is None else f" [{r['lds_ci_lo']:.3f}, {r['lds_ci_hi']:.3f}]"
+            r["lds (95 % CI)"] = ("" if r["lds"] is None else f"{r['lds']:.3f}") + ci
+            r["targets with lds"] = f"{r['n_lds']} of {r['n_targets']}"
+            r["lds, common targets"] = "" if r["lds_common"] is None else f"{r['lds_common']:.3f} ({r['n_common']})"
+            r["kind"] = "attribution" if r["is_attribution"] else "regression"
+        parts.append(_table(comp, ["fit_id", "estimator", "kind", "models_used", "lds (95 % CI)", "targets with lds",
+                                   "lds, common targets", "kendall", "pooled_pearson", "mse", "auc", "n_auc",
+                                   "n_eval_models"], _num))
+        uneven = [r["estimator"] for r in comp if r["n_lds"] != r["n_targets"]]
+        parts.append(
+            "<p>lds: mean per-target Spearman correlation of predicted and actual outputs on the held-out eval "
+            "models (outputs are margins, or correctness for <code>*_correct</code> estimators, whose MSE is on "
+            "that 0/1 scale), with a 95 % bootstrap interval over targets; it is defined only for targets whose "
+            "outputs and predictions vary on the eval models, so compare methods on <i>lds, common targets</i>: the "
+            "targets that have one in every fit listed (their number in parentheses)"
+            + (f" — {', '.join(html.escape(e) for e in uneven)} average(s) over fewer targets than the fit has" if uneven
+               else "")
+            + ". kendall: mean Kendall tau-b. pooled_pearson: over all (model, target) pairs. auc: the prediction "
+              "as a score for correctness, over the n_auc targets where both classes occur. models_used: models "
+              "trained for the method (an attribution method's full-data models), or a regression's fit + val "
+              "models; attribution scores are calibrated per target (scale and offset) on the store's fit models, "
+              "which changes MSE but not the rank-based lds or kendall.</p>")
     else:
         parts.append("<p>No eval models: train some with <code>--role eval</code>.</p>")
 
@@ -184,6 +204,38 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
             "line is y = x."))
     else:
         parts.append("<p>No counterfactuals yet: run <code>dmstore counterfactual</code>.</p>")
+
+    # figure F.4: removing each method's top-k
+    fx = run(con, "report_topk_effects", e=run_["experiment"], a=run_["alpha"]).to_arrow_table().to_pylist()
+    tops = {}
+    for r in fx:
+        key = (r["estimator"], r["fit_id"]) if r["selector"] == "top" else ("random", None)
+        tops.setdefault(key, []).append((r["k"], r["actual"]))
+    parts.append("<h2>Removing each method's top-k training examples (figure F.4)</h2>")
+    if any(k[0] != "random" for k in tops):
+        fig, ax = plt.subplots(figsize=(5.2, 3.8))
+        for (est, fid), pts in sorted(tops.items(), key=lambda kv: (kv[0][0] == "random", str(kv[0]))):
+            by_k = {}
+            for k, a in pts:
+                by_k.setdefault(k, []).append(a)
+            ks = sorted(by_k)
+            ax.plot(ks, [np.mean(by_k[k]) for k in ks], "o-" if est != "random" else "s:",
+                    label=est if est == "random" else f"{est} (fit {fid})", color="gray" if est == "random" else None)
+        ax.set_xscale("log")
+        ax.set_xlabel("k (training examples removed)")
+        ax.set_ylabel("mean actual margin drop (retrained)")
+        ax.legend(fontsize=7)
+        names = sorted({k[0] for k in tops if k[0] != "random"})
+        parts.append(_png(
+            fig, f"Mean actual margin drop against k when retraining without each method's top-k examples: "
+                 f"{', '.join(names)}",
+            "For each method (a line), the targets' margins were measured by retraining without the k training "
+            "examples that method ranks highest (its largest weights or scores), averaged over the targets and "
+            "trials of `dmstore counterfactual --fit F --selectors top`; gray: k random examples. A higher line "
+            "means the method finds the examples that matter most for its targets (paper appendix F.4)."))
+    else:
+        parts.append("<p>No top-k counterfactuals yet: run <code>dmstore counterfactual --fit F --selectors "
+                     "top,random</code> for each method to compare.</p>")
 
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"

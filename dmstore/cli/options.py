@@ -25,7 +25,7 @@ recipe_opt = click.option("--recipe", default=None, metavar="SPEC",
 
 # the output file's extension names its format; any other extension needs --format
 EXTENSIONS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
-              ".pq": "parquet", ".txt": "table"}
+              ".pq": "parquet", ".txt": "table", ".npy": "npy", ".pt": "pt"}
 
 
 def output_options(formats=("table", "csv", "json", "jsonl", "parquet"), default="table"):

@@ -12,6 +12,7 @@ from ..storage import schema
 from ..store.state import open_state
 from . import catalog
 from .sandbox import DEFAULT_MEMORY_LIMIT, lock_down
+from .udfs import register as register_udfs
 
 
 def _empty_view(name: str) -> str:
@@ -72,13 +73,14 @@ def attach_file(con, name: str, path) -> str:
 
 
 def connect(store, threads: int | None = None, as_of: int | None = None, tables: dict | None = None,
-            sandbox: bool = True, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+            sandbox: bool = True, memory_limit: str | None = None, udfs=()) -> duckdb.DuckDBPyConnection:
     """In-memory DuckDB connection over one snapshot of the store (a path or a `Store`; the
     latest snapshot, or version `as_of`): every view reads that snapshot's explicit file list.
     `tables` (name → CSV/Parquet file) become extra relations. With `sandbox` (the default) the
     connection can read only those files, loads no extension, spills only into the store's
     `.tmp/`, and its configuration is locked. `threads` and `memory_limit` (e.g. '4GB'; default
-    for a sandboxed connection: half the machine's memory) cap it."""
+    for a sandboxed connection: half the machine's memory) cap it. The Python UDFs of `udfs`
+    (callables or 'module:function') join the built-in ones (`dmstore.engine.udfs`)."""
     st = open_state(store, "r", as_of)
     snap = st.snapshot()
     root = Path(st.root).resolve()
@@ -105,6 +107,7 @@ def connect(store, threads: int | None = None, as_of: int | None = None, tables:
     allowed = [str(root / P.EXAMPLES)] + [f for fs in files.values() for f in fs]
     for name, path in (tables or {}).items():
         allowed.append(attach_file(con, name, path))
+    register_udfs(con, st.d, udfs)
     register(con, files)
     if sandbox:
         lock_down(con, allowed, root / P.TMP)

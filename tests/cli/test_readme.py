@@ -88,7 +88,8 @@ def test_report_on_digits_says_how_to_read_each_figure(demo_store, tmp_path):
     page = Path(build_report(Store.open(demo_store), 1, tmp_path / "r.html")).read_text()
     caps = _re.findall(r"<figcaption>(.*?)</figcaption>", page)
     alts = _re.findall(r'alt="([^"]*)"', page)
-    assert len(caps) == len(alts) == 4 and all(len(a) > 30 for a in alts), alts
+    assert len(caps) == len(alts) == 5 and all(len(a) > 30 for a in alts), alts   # figures 5, 9, 7, 8, F.4
+    assert "each method&#x27;s top-k examples: lasso" in page
     assert _re.search(r"Test digits 13\d\d, 13\d\d", page)            # figure 9's alt names the rows
     assert _re.search(r"\d+ of \d+ targets \(\d+ %\) have no support", page)
     assert _re.search(r"density of [\d,]+ pairs", page)

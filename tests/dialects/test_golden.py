@@ -77,6 +77,8 @@ def test_golden_spark_files_execute_and_equal_duckdb(seeded, spark, removals):
     st, lasso, dm = seeded
     snap = st.snapshot()
     cols = st.examples().column_names
+    from dmstore.spark import register_udfs
+    register_udfs(spark, st.d)    # eval_kendall and estimator_comparison call Python UDFs
     for stmt in spark_sql.source_sql(snap, Path(st.root).resolve().as_uri()):
         spark.sql(stmt)
     spark.sql((GOLDEN / "in_mask.spark.sql").read_text())

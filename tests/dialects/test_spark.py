@@ -77,6 +77,8 @@ def test_views_script_runs_in_spark_at_another_location(seeded, spark, tmp_path)
     assert str(st.root) not in text.replace(str(copy), "")
     stmts = spark_sql.statements(text)
     queries = {name: sql for name, sql in stmts if name}
+    from dmstore.spark import register_udfs
+    register_udfs(spark, st.d)    # the script says: its Python UDFs first
     assert set(queries) == set(spark_sql.analytics()) - {"in_mask"}   # in_mask is a function definition
     for name, sql in stmts:
         if not name:
