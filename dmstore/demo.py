@@ -1,8 +1,9 @@
 """`dmstore demo`: real datamodels end to end on a CPU, no download.
 
 Trains small MLPs on 50 % subsets of scikit-learn's digits, fits LASSO datamodels for the 450
-test digits (and the difference-of-means estimators for comparison), checks them on held-out
-models, retrains a few counterfactuals, and writes an HTML report.
+test digits (and the difference-of-means estimators for comparison), computes the attribution
+baselines (TRAK, influence functions, TracIn-CP, Grad-Dot, representation similarity), checks
+them all on held-out models, retrains a few counterfactuals, and writes an HTML report.
 """
 from __future__ import annotations
 
@@ -30,18 +31,50 @@ def _stored_counterfactuals(con, fit_id, n_targets, ks, trials) -> dict | None:
             "reused": True}
 
 
+BASELINES = (("trak", {"models": 10, "proj_dim": 512}), ("if", {}), ("tracin", {}), ("graddot", {}),
+             ("repsim", {}))
+
+
+def _baselines(store, echo) -> dict:
+    """Fits of the attribution baselines (`dmstore attribute`, default settings: TRAK with 10
+    full-data models and a 512-dim projection, the others with 1); those needing dattri/traker are
+    skipped with a note when `dmstore[attribution]` is not installed."""
+    from .attribution import attribute
+    from .errors import InputError
+    fits, missing = {}, []
+    for method, kw in BASELINES:
+        try:
+            r = attribute(store, method, experiment="digits", alpha=0.5, progress=False, **kw)
+        except InputError as e:
+            if "pip install" not in str(e):
+                raise
+            missing.append(method)
+            continue
+        fits[method] = r.fit_id
+        echo(f"      {r.summary()}")
+    if missing:
+        echo(f"      skipped {', '.join(missing)}: pip install 'dmstore[attribution]' (dattri, traker) to add them")
+    return fits
+
+
 def demo(out="demo-out", models: int = 4000, eval_masks: int = 200, workers: int = 2,
-         cf_targets: int = 6, echo=print) -> dict:
+         cf_targets: int = 6, baselines: bool = True, echo=print) -> dict:
+    """Train, fit, compute the baselines (unless `baselines` is false), evaluate, retrain
+    counterfactuals and write the report (module docstring); returns the fits, the comparison
+    rows, the counterfactual agreement and the report's path."""
     t0 = time.time()
+    n = 6 if baselines else 5
     out = Path(out)
     root = out / "store"
-    echo(f"[1/5] training {models} digits MLPs on alpha = 0.5 subsets (resumes if {root} exists)")
+    echo(f"[1/{n}] training {models} digits MLPs on alpha = 0.5 subsets (resumes if {root} exists)")
     echo("      " + train(root, "digits", 0.5, models, batch=500, workers=workers).summary())
     echo(f"      and {eval_masks} held-out masks x 2 seeds as eval models")
-    echo("      " + train(root, "digits", 0.5, 2 * eval_masks, batch=400, role="eval", repeats=2,
+    # batches of 2·eval_masks/workers (even: repeats share a batch) so every worker trains one
+    eval_batch = max(2, 2 * -(-eval_masks // workers))
+    echo("      " + train(root, "digits", 0.5, 2 * eval_masks, batch=eval_batch, role="eval", repeats=2,
                           workers=workers).summary())
     store = Store.open(root, "a")
-    echo("[2/5] fitting datamodels for the 450 test digits")
+    echo(f"[2/{n}] fitting datamodels for the 450 test digits")
     fits = {}
     for est in ("lasso", "diff_means", "diff_means_correct"):
         with warnings.catch_warnings():  # the summary line reports targets that hit the cap
@@ -50,23 +83,31 @@ def demo(out="demo-out", models: int = 4000, eval_masks: int = 200, workers: int
                     progress=False, reuse=True)
         fits[est] = r.fit_id
         echo(f"      {r.summary()}")
+    step = 3
+    if baselines:
+        echo(f"[3/{n}] attribution baselines on the same targets (full-data models trained once, kept in the store)")
+        fits.update(_baselines(store, echo))
+        step = 4
     con = store.connect()
     comp = run(con, "demo_comparison", ids=list(fits.values())).fetchall()
-    echo("[3/5] held-out evaluation (eval models never used in fitting)")
-    for est, n, lds, pear, auc in comp:
-        echo(f"      {est:<19} LDS {lds:.3f}   pooled Pearson {pear:.3f}   AUC {auc:.3f}   ({n} models)")
+    echo(f"[{step}/{n}] held-out evaluation on {comp[0][1]} eval models never used in fitting; each mean over the "
+         f"targets where it is defined")
+    for est, _, lds, n_lds, n_t, common, n_common, pear, auc, n_auc in comp:
+        echo(f"      {est:<19} LDS {lds:.3f} ({n_lds}/{n_t} targets; {common:.3f} on the {n_common} common)   "
+             f"pooled Pearson {pear:.3f}   AUC {auc:.3f} ({n_auc} targets)")
     lasso = fits["lasso"]
     agree = run(con, "label_agreement", f=lasso, k=10).fetchall()[0][0]
     echo(f"      top-10 positive neighbours sharing the test digit's label: {100 * agree:.1f} %")
     for t, lab, ids, labs in run(con, "demo_top5", f=lasso).fetchall():
         echo(f"      test {t} (a {lab}): top-5 train examples {ids} with labels {labs}")
-    echo(f"[4/5] counterfactual check: retraining without top/bottom/random sets for {cf_targets} test digits")
+    echo(f"[{step + 1}/{n}] counterfactual check: retraining without top/bottom/random sets for {cf_targets} test digits")
     cf = _stored_counterfactuals(con, lasso, cf_targets, (10, 20, 40, 80), 5) or \
-        counterfactual(store, lasso, targets=cf_targets, ks=(10, 20, 40, 80), trials=5)
+        counterfactual(store, lasso, targets=cf_targets, ks=(10, 20, 40, 80), trials=5, workers=workers,
+                       echo=lambda line: echo("      " + line))
     echo(f"      predicted vs actual margin drop over {cf['n']} removal sets: Pearson {cf['pearson']:.3f}, "
          f"Spearman {cf['spearman']:.3f}" + (" (stored by an earlier run)" if cf.get("reused") else ""))
     report = build_report(store, lasso, out / "report.html", "dmstore demo: datamodels of digits MLPs")
-    echo(f"[5/5] report: {report}")
+    echo(f"[{n}/{n}] report: {report}")
     echo(f"      query it: dmstore query {root} \"SELECT * FROM estimator_comparison\"")
     echo(f"done in {time.time() - t0:.0f} s")
     return {"fits": fits, "comparison": comp, "counterfactual": cf, "report": report}

@@ -21,6 +21,11 @@ def set_quiet(quiet: bool) -> None:
     _QUIET = bool(quiet)
 
 
+def quiet() -> bool:
+    """Whether progress and notes on stderr are silenced (`-q`)."""
+    return _QUIET
+
+
 class LineProgress:
     """The non-terminal progress: a line on stderr now and then, never a bar's control codes."""
 
@@ -28,11 +33,17 @@ class LineProgress:
         self.total, self.desc, self.unit, self.every = total, desc, unit, every
         self.n = 0
         self.t0 = self.last = time.monotonic()
+        self.recent = [(self.t0, 0)]   # (time, n) of the last updates: the ETA's rate
 
     def _line(self, final: bool = False) -> None:
-        dt = max(time.monotonic() - self.t0, 1e-9)
+        now = time.monotonic()
+        dt = max(now - self.t0, 1e-9)
         rate = self.n / dt
-        eta = (self.total - self.n) / rate if rate > 0 and self.total else float("nan")
+        # the ETA follows the recent rate (the last 5 updates): work that slows down as it goes,
+        # such as a lambda path (small lambdas take longer), is not promised the early speed
+        (t_a, n_a) = self.recent[0]
+        recent = (self.n - n_a) / max(now - t_a, 1e-9) if self.n > n_a else rate
+        eta = (self.total - self.n) / recent if recent > 0 and self.total else float("nan")
         tail = f"done in {dt:.0f} s" if final else (f"ETA {eta:.0f} s" if eta == eta else "ETA ?")
         pct = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
         print(f"{self.desc}: {self.n}/{self.total} {self.unit}{pct}, {rate:.1f} {self.unit}/s, {tail}",
@@ -41,6 +52,7 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()
+        self.recent = (self.recent + [(now, self.n)])[-6:]
         if now - self.last >= self.every:
             self.last = now
             self._line()

@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..storage.parquet import encode_ranges
 from ..store.commit import commit_analysis
 from ..store.validate import read_table_file
-from .retrain import agreement, fit_info, fit_targets, target_weights, train_sets
+from .retrain import agreement, fit_info, fit_targets, forget, target_weights, train_sets
 
 SELECTORS = ("top", "bottom", "random")
 
@@ -30,16 +30,18 @@ def _select(train_ids, weights, selector, k, d, rng):
 
 def counterfactual(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160),
                    selectors=("top", "bottom", "random"), trials: int = 20, seed: int = 0,
-                   recipe: str | None = None) -> dict:
+                   recipe: str | None = None, workers: int = 1, echo=None) -> dict:
     """Run Algorithm A.2 for `targets` (a count drawn at random, or ids) and write the
-    `counterfactuals` relation. Returns Pearson and Spearman of predicted vs actual effects."""
+    `counterfactuals` relation, retraining with `workers` processes (`echo` gets the model count
+    and a time estimate; `retrain.train_sets`). Returns Pearson and Spearman of predicted vs
+    actual effects."""
     store.require_writable()
     bad = [s for s in selectors if s not in SELECTORS]
     if bad:
         raise InputError(f"unknown selector {bad[0]!r}; use {', '.join(SELECTORS)}")
     if trials < 1 or not ks or min(ks) < 1:
         raise InputError("trials and every k must be >= 1", params=("trials", "ks"))
-    con, experiment, alpha, recipe = fit_info(store, fit_id, recipe)
+    con, experiment, alpha, recipe, spec = fit_info(store, fit_id, recipe)
     d = store.d
     tids = fit_targets(con, fit_id, targets, seed)
     rng = np.random.default_rng(seed)
@@ -54,7 +56,7 @@ def counterfactual(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160),
                 pred = float(w[np.isin(ids, R)].sum())
                 rows.append((int(t), sel, int(k), len(sets), pred, np.sort(R)))
                 sets.append(R)
-    M = train_sets(recipe, d, sets, trials, seed, desc="counterfactual retrain")
+    M, cached = train_sets(store, recipe, spec, sets, trials, seed, "counterfactual retrain", workers, echo=echo)
     base = M[0].mean(0)                                # [n_examples]
     out = {
         "fit_id": np.full(len(rows), int(fit_id), np.int64),
@@ -70,6 +72,7 @@ def counterfactual(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160),
         "set_id": pa.nulls(len(rows), pa.int64()),
     }
     commit_analysis(store, {"counterfactuals": pa.table(out)})
+    forget(cached)
     return agreement(out)
 
 
@@ -95,7 +98,7 @@ def read_removals(path) -> dict:
 
 
 def counterfactual_removals(store, fit_id: int, removals, trials: int = 20, seed: int = 0,
-                            recipe: str | None = None) -> dict:
+                            recipe: str | None = None, workers: int = 1, echo=None) -> dict:
     """Retrain without each removal set of the file `removals` (set_id, target_id, train_id: the
     train examples R removed for that target) and record, per (set, target), the actual effect
     (mean margin over `trials` full-set models minus over `trials` models without R) beside the
@@ -105,7 +108,7 @@ def counterfactual_removals(store, fit_id: int, removals, trials: int = 20, seed
     if trials < 1:
         raise InputError("trials must be >= 1", params=("trials",))
     r = read_removals(removals)
-    con, experiment, alpha, rec = fit_info(store, fit_id, recipe)
+    con, experiment, alpha, rec, spec = fit_info(store, fit_id, recipe)
     d = store.d
     for c, hi in (("train_id", d), ("target_id", store.n_examples)):
         bad = r[c][(r[c] < 0) | (r[c] >= hi)]
@@ -124,7 +127,7 @@ def counterfactual_removals(store, fit_id: int, removals, trials: int = 20, seed
             sets.append(np.array(sorted(fs), np.int64))
     con.register("_dm_removals", pa.table(r))
     pred = {(int(a), int(b)): float(c) for a, b, c in run(con, "removal_predictions", f=int(fit_id)).fetchall()}
-    M = train_sets(rec, d, sets, trials, seed, desc="counterfactual retrain")
+    M, cached = train_sets(store, rec, spec, sets, trials, seed, "counterfactual retrain", workers, echo=echo)
     base = M[0].mean(0)
     keys = sorted(pairs)
     rows = [(s_, t, index[frozenset(pairs[(s_, t)])]) for s_, t in keys]
@@ -142,4 +145,5 @@ def counterfactual_removals(store, fit_id: int, removals, trials: int = 20, seed
         "set_id": np.array([s_ for s_, _, _ in rows], np.int64),
     }
     commit_analysis(store, {"counterfactuals": pa.table(out)})
+    forget(cached)
     return {**agreement(out), "sets": len(sets) - 1}

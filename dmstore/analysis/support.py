@@ -11,15 +11,16 @@ import numpy as np
 import pyarrow as pa
 
 from ..store.commit import commit_analysis
-from .retrain import fit_info, fit_targets, target_weights, train_sets
+from .retrain import fit_info, fit_targets, forget, target_weights, train_sets
 
 
 def support(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160, 320, 640), trials: int = 20,
-            seed: int = 0, recipe: str | None = None) -> dict:
-    """Algorithm 1 (appendix F.3) for `targets`; writes the `support` relation."""
+            seed: int = 0, recipe: str | None = None, workers: int = 1, echo=None) -> dict:
+    """Algorithm 1 (appendix F.3) for `targets`; writes the `support` relation. `workers`
+    training processes; `echo` gets the model count and time estimate (`retrain.train_sets`)."""
     from sklearn.isotonic import IsotonicRegression
     store.require_writable()
-    con, experiment, alpha, recipe = fit_info(store, fit_id, recipe)
+    con, experiment, alpha, recipe, spec = fit_info(store, fit_id, recipe)
     d = store.d
     ks = sorted(int(k) for k in ks if 0 < int(k) < d)
     tids = fit_targets(con, fit_id, targets, seed)
@@ -31,7 +32,7 @@ def support(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160, 320, 640), 
         for k in ks:
             index[(int(t), k)] = len(sets)
             sets.append(weights[int(t)][:k])
-    M = train_sets(recipe, d, sets, trials, seed, desc="support search")
+    M, cached = train_sets(store, recipe, spec, sets, trials, seed, "support search", workers, echo=echo)
     mean = M.mean(1)                                    # [n_sets, n_examples]
     res = []
     for t in tids:
@@ -54,8 +55,9 @@ def support(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160, 320, 640), 
     cert_t = [t for t, _, s, _ in res if s]
     cert = {}
     if cert_t:
-        Mc = train_sets(recipe, d, [weights[t][:s] for t, _, s, _ in res if s], trials, seed + 1,
-                         desc="support certify")
+        Mc, more = train_sets(store, recipe, spec, [weights[t][:s] for t, _, s, _ in res if s], trials, seed + 1,
+                              "support certify", workers, echo=echo)
+        cached += more
         cert = {t: float(Mc[i, :, t].mean()) for i, t in enumerate(cert_t)}
     out = pa.table({
         "fit_id": np.full(len(res), int(fit_id), np.int64),
@@ -67,5 +69,6 @@ def support(store, fit_id: int, targets=10, ks=(10, 20, 40, 80, 160, 320, 640), 
         "grid": [r[3] for r in res],
     })
     commit_analysis(store, {"support": out})
+    forget(cached)
     n_cert = sum(1 for v in cert.values() if v < 0)
-    return {"n": len(res), "with_support": len(cert), "certified": n_cert}
+    return {"n": len(res), "with_support": sum(r[1] is not None for r in res), "certified": n_cert}

@@ -7,6 +7,13 @@ from .base import Command
 from .options import IntList, recipe_opt, store_arg, target_choice, target_choice_opts
 
 
+def _note(line: str) -> None:
+    """A line about long work, on stderr (silenced by -q)."""
+    from ..progress import quiet
+    if not quiet():
+        click.echo(line, err=True)
+
+
 @click.command("counterfactual", cls=Command)
 @store_arg
 @click.option("--fit", "fit_id", type=int, required=True, help="Fit whose weights choose and predict removals.")
@@ -19,14 +26,16 @@ from .options import IntList, recipe_opt, store_arg, target_choice, target_choic
 @click.option("--removals", type=click.Path(dir_okay=False), default=None,
               help="CSV/Parquet of removal sets (set_id, target_id, train_id): retrain without each "
                    "set instead of the top/bottom/random selectors.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Training processes (one torch thread each), as for `dmstore train`.")
 @recipe_opt
-def counterfactual_cmd(store, fit_id, n_targets, targets, ks, selectors, trials, seed, removals, recipe):
+def counterfactual_cmd(store, fit_id, n_targets, targets, ks, selectors, trials, seed, removals, workers, recipe):
     """Retrain without each target's top/bottom/random k training examples, or without each set
     of a --removals file (with the recipe that trained the fit's models, plug-ins included), and
     store actual vs predicted effects in `counterfactuals`.
 
     \b
-      dmstore counterfactual runs --fit 1 --n-targets 20 --k 10,20,40,80,160 --trials 20
+      dmstore counterfactual runs --fit 1 --n-targets 20 --k 10,20,40,80,160 --trials 20 --workers 2
       dmstore counterfactual runs --fit 1 --targets 1400,1401 --selectors top --k 40
       dmstore counterfactual runs --fit 1 --removals sets.csv --trials 10
     """
@@ -36,12 +45,12 @@ def counterfactual_cmd(store, fit_id, n_targets, targets, ks, selectors, trials,
         raise click.UsageError("--removals names its own targets (its target_id column); drop --n-targets/--targets")
     st = Store.open(store, "a")
     if removals is not None:
-        r = counterfactual_removals(st, fit_id, removals, trials, seed, recipe)
+        r = counterfactual_removals(st, fit_id, removals, trials, seed, recipe, workers, echo=_note)
         click.echo(f"{r['n']} (set, target) pairs from {r['sets']} retrained set(s): predicted vs actual "
                    f"Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}")
         return
     r = counterfactual(st, fit_id, target_choice(st, n_targets, targets), ks,
-                       tuple(s for s in selectors.split(",") if s), trials, seed, recipe)
+                       tuple(s for s in selectors.split(",") if s), trials, seed, recipe, workers, echo=_note)
     click.echo(f"{r['n']} removal sets: predicted vs actual Pearson {r['pearson']:.3f}, Spearman {r['spearman']:.3f}")
 
 
@@ -52,8 +61,10 @@ def counterfactual_cmd(store, fit_id, n_targets, targets, ks, selectors, trials,
 @click.option("--k", "ks", type=IntList(), default="10,20,40,80,160,320,640", show_default=True, help="Search grid.")
 @click.option("--trials", type=click.IntRange(1), default=20, show_default=True, help="Models trained per removal set.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of target sampling and retraining.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Training processes (one torch thread each), as for `dmstore train`.")
 @recipe_opt
-def support_cmd(store, fit_id, n_targets, targets, ks, trials, seed, recipe):
+def support_cmd(store, fit_id, n_targets, targets, ks, trials, seed, workers, recipe):
     """Estimate each target's data support by the guided search of Algorithm 1 (grid of k,
     isotonic regression, certification at 1.2x) and store it in `support`.
 
@@ -64,8 +75,9 @@ def support_cmd(store, fit_id, n_targets, targets, ks, trials, seed, recipe):
     from ..analysis.support import support
     from ..store import Store
     st = Store.open(store, "a")
-    r = support(st, fit_id, target_choice(st, n_targets, targets), ks, trials, seed, recipe)
-    click.echo(f"{r['n']} targets: {r['with_support']} with a support estimate, {r['certified']} certified")
+    r = support(st, fit_id, target_choice(st, n_targets, targets), ks, trials, seed, recipe, workers, echo=_note)
+    click.echo(f"guided search: {r['with_support']} of {r['n']} targets got a support estimate, {r['certified']} "
+               f"certified by retraining")
 
 
 @click.command("embed", cls=Command)
@@ -105,3 +117,47 @@ def report_cmd(store, fit_id, out, all_fits):
     from ..analysis.report import build_report
     from ..store import Store
     click.echo(build_report(Store.open(store), fit_id, out, all_fits=all_fits))
+
+
+@click.command("attribute", cls=Command)
+@store_arg
+@click.option("--method", type=click.Choice(["trak", "if", "tracin", "graddot", "repsim"]), required=True,
+              help="trak (TRAK), if (influence functions), tracin (TracIn-CP), graddot (gradient dot "
+                   "product), repsim (representation similarity).")
+@click.option("--models", type=click.IntRange(1), default=None,
+              help="Full-data models trained and averaged over [default: 10 for trak, 1 otherwise].")
+@click.option("--proj-dim", type=click.IntRange(1), default=512, show_default=True,
+              help="TRAK's random projection dimension.")
+@click.option("--damping", type=float, default=0.1, show_default=True,
+              help="if: added to the loss Hessian (must exceed its most negative eigenvalue).")
+@click.option("--experiment", default=None, help="The experiment whose recipe and fit models to use "
+                                                  "(default: the store's only one).")
+@click.option("--alpha", type=float, default=None, help="Its subset fraction (default: the only one).")
+@click.option("--targets", default="test", show_default=True, help="test | train | all | ids such as 1347-1400.")
+@click.option("--name", default=None, help="The fit's estimator name [default: the method].")
+@click.option("--library", type=click.Choice(["traker", "dattri", "dmstore"]), default=None,
+              help="trak: traker (default) or dattri (TRAKAttributor); if: dmstore (default, exact Hessian "
+                   "in column blocks) or dattri (IFAttributorExplicit, small models only).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the full-data models.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: cuda when a GPU is present, else cpu.")
+@recipe_opt
+def attribute_cmd(store, method, models, proj_dim, damping, experiment, alpha, targets, name, library, seed, device, recipe):
+    """Compute a baseline attribution method with the recipe that trained the store's models
+    (K full-data models trained once and cached in the store) and store its scores as a fit,
+    calibrated on the fit models and scored on the eval models like any other. A rerun with the
+    same settings is a no-op; an interrupted run reuses the trained models. Needs
+    `pip install 'dmstore[attribution]'` (dattri, traker) for trak, if, tracin and graddot.
+
+    \b
+      dmstore attribute runs --method trak --models 10 --proj-dim 512
+      dmstore attribute runs --method if
+      dmstore attribute runs --method tracin --targets 1347-1400
+      dmstore attribute runs --method trak --library dattri --name trak_dattri
+      dmstore query runs "SELECT estimator, lds, n_lds, lds_common FROM estimator_comparison"
+    """
+    from ..attribution import attribute
+    from ..store import Store
+    r = attribute(Store.open(store, "a"), method, models, proj_dim, experiment, alpha, targets, device, name,
+                  library, seed, recipe, damping=damping)
+    click.echo(("already stored: " if r.reused else "") + r.summary())

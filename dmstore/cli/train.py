@@ -11,7 +11,7 @@ from .options import Shard, store_arg
 @click.command("train", cls=Command)
 @store_arg
 @click.option("--recipe", default="digits", show_default=True,
-              help="Built-in recipe (digits, cifar10) or your own as module:attribute.")
+              help="Built-in recipe (digits, mnist5k, cifar10) or your own as module:attribute.")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="Subsampling fraction.")
 @click.option("--models", type=click.IntRange(1), default=1000, show_default=True, help="Models in the run.")
 @click.option("--batch", type=click.IntRange(1), default=500, show_default=True,
@@ -35,6 +35,7 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
     \b
       dmstore train runs --recipe digits --alpha 0.5 --models 20000 --workers 2
       dmstore train runs --recipe digits --models 500 --repeats 5 --role eval
+      dmstore train mnist --recipe mnist5k --models 10000 --workers 2
       dmstore train runs --recipe mypkg.recipes:MyRecipe --models 100
       dmstore train runs --models 20000 --shard $SLURM_ARRAY_TASK_ID/8      # one of 8 array tasks
     """
@@ -49,13 +50,17 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
 @click.option("--models", type=click.IntRange(100), default=4000, show_default=True,
               help="Models to train (fit + val); 400 held-out eval models come on top.")
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True, help="Training processes (one torch thread each).")
-def demo_cmd(out, models, workers):
-    """Train digits MLPs, fit their datamodels, check them on held-out models and retrained
-    counterfactuals, and write an HTML report (a few minutes on 2 cores, no download).
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Also compute TRAK, influence functions, TracIn-CP, Grad-Dot and representation similarity.")
+def demo_cmd(out, models, workers, baselines):
+    """Train digits MLPs, fit their datamodels, compute the attribution baselines, check them all
+    on held-out models and retrained counterfactuals, and write an HTML report (a few minutes on
+    2 cores, no download).
 
     \b
       dmstore demo
+      dmstore demo --no-baselines
       dmstore demo --out /tmp/dm --models 20000
     """
     from ..demo import demo
-    demo(out, models, workers=workers, echo=click.echo)
+    demo(out, models, workers=workers, baselines=baselines, echo=click.echo)

@@ -8,6 +8,12 @@ A recipe is any object with
         margins=float32[k, n_examples],     # correct-class margin on every example, id order
         train_accuracy=float[k], test_accuracy=float[k])
 
+Optional, for `dmstore attribute` (TRAK, influence functions, TracIn, Grad-Dot, representation
+similarity): `model()`, `full_models(k, seed)`, `attribution_data()`, `output(logits, y)`,
+`loss(logits, y)` and `features(model, x)`, specified in `dmstore.attribution.models`; a
+recipe without them is refused there naming what it lacks. The built-in `digits` and `mnist5k`
+recipes (`recipes.mlp.BatchedMLP`) implement them.
+
 `load_recipe("digits")` gives a built-in one; `load_recipe("package.module:attr")` imports a
 user's recipe (an object, or a zero-argument callable returning one).
 """
@@ -19,6 +25,7 @@ from ..errors import InputError
 
 BUILTIN = {
     "digits": ("dmstore.recipes.digits", "DigitsMLP"),
+    "mnist5k": ("dmstore.recipes.mnist5k", "Mnist5kMLP"),
     "cifar10": ("dmstore.recipes.cifar10", "Cifar10ResNet9"),
 }
 

@@ -43,11 +43,15 @@ def _work(args):
     for ks in batches:
         ks = np.asarray(ks)
         masks, seeds, mask_ids = plan_models(experiment, alpha, role, seed, ks, store.d, repeats)
+        t0 = time.perf_counter()
         out = recipe.train(masks, seeds)
+        secs = time.perf_counter() - t0
         store.append(experiment, alpha, masks, out["margins"], np.arange(store.n_examples),
                      seeds=seeds, mask_ids=mask_ids, roles=role, source=source, source_rows=ks,
                      train_accuracy=out.get("train_accuracy"), test_accuracy=out.get("test_accuracy"),
-                     commit_info={"recipe": recipe.name, "recipe_spec": recipe_spec, "source": source})
+                     commit_info={"recipe": recipe.name, "recipe_spec": recipe_spec, "source": source,
+                                  "alpha": alpha, "train_seconds": round(secs, 6),
+                                  "threads": torch.get_num_threads()})
         if queue is not None:
             queue.put(ks.size)
     return True
