@@ -49,7 +49,13 @@ class Command(click.Command):
             given = as_is.get("store") if as_is is not None else None
             if with_env is not None and (as_is is None or not (isinstance(given, str) and Path(given).is_dir())):
                 args = [env] + list(args)
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.MissingParameter as e:
+            if e.param is not None and e.param.name == "store":
+                raise click.UsageError(f"Missing argument 'STORE': give the store directory first, or set "
+                                       f"{ENV_STORE}=PATH for every command", ctx) from None
+            raise
 
     def _parses(self, ctx, args):
         try:

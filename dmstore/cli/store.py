@@ -114,16 +114,17 @@ def log_cmd(store, fmt, out):
 @store_arg
 @click.option("--max-cells", type=click.IntRange(1), default=32_000_000, show_default=True,
               help="Largest merged batch, in margins (models x targets).")
-@click.option("--layout", type=click.Choice(["model", "target"]), default="model", show_default=True,
-              help="target: also rewrite every batch target-major, so one target's margins (or a "
-                   "block of targets) are read without scanning the rest; model: model-major.")
+@click.option("--layout", type=click.Choice(["model", "target"]), default="target", show_default=True,
+              help="target: also rewrite every batch target-major, so one target's margins (or a block "
+                   "of targets: what fits and per-target analytics read) are read without scanning the "
+                   "rest; model: model-major (faster to read one model's margins, cheaper to compact).")
 def compact_cmd(store, max_cells, layout):
     """Merge many small batches into fewer large ones (contents and model ids unchanged; each
     merge is one commit, so readers and writers may keep working).
 
     \b
-      dmstore compact runs
-      dmstore compact runs --layout target     # fast per-target queries and margin_matrix(targets=…)
+      dmstore compact runs                     # target-major: fast fits and per-target queries
+      dmstore compact runs --layout model      # model-major: fast per-model reads
     """
     from ..store import Store
     r = Store.open(store, "a").compact(max_cells, layout)

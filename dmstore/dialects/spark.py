@@ -193,16 +193,21 @@ def available(name: str, example_columns) -> bool:
 def script(snapshot, location: str, example_columns, names: list[str] | None = None) -> str:
     """One Spark SQL script: source views, functions, every relation as a temporary view, then
     every analytic as a parameterized query (named parameters; run each with
-    `spark.sql(text, args={...})`). `names` restricts the analytics printed."""
+    `spark.sql(text, args={...})`). `names` restricts the relations and analytics printed to
+    those named and the relations they read."""
     known = set(analytics()) | set(relation_names())
     unknown = [n for n in names or [] if n not in known]
     if unknown:
         raise QueryError(f"unknown view or macro {unknown[0]!r}; one of {', '.join(sorted(known))}")
     parts = [f"-- dmstore store snapshot version {snapshot.version}, files at {location}",
-             "-- Relations: run these statements as they are (spark-sql -f, or spark.sql per statement)."]
+             "-- Relations: run these statements as they are (spark-sql -f, or spark.sql per statement).",
+             "-- eval_kendall and estimator_comparison call Python UDFs (kendall_tau, bootstrap_ci): in PySpark\n"
+             "-- run dmstore.spark.register_udfs(spark, d) first (dmstore.spark.register does it); elsewhere\n"
+             "-- those two relations fail while the others work."]
     parts += [s + ";" for s in source_sql(snapshot, location)]
     parts += [s + ";" for s in functions_sql()]
-    parts += [view_sql(v) + ";" for v in relation_names()]
+    keep = catalog.needs(names) if names else None
+    parts += [view_sql(v) + ";" for v in relation_names() if keep is None or v in keep]
     parts.append("-- Analytics: parameterized queries; bind the named parameters, e.g. in PySpark\n"
                  "--   spark.sql(text, args={'fit': 1, 'k': 10, 'lam': None})\n"
                  "-- A table parameter (removals) takes the name of a table or temporary view.")

@@ -126,6 +126,21 @@ def objects() -> dict[str, SqlObject]:
     return {n: parsed[n] for n in _order(parsed)}
 
 
+def needs(names) -> set[str]:
+    """`names` and every view and macro their bodies read, transitively (what a script that
+    defines only `names` must also define)."""
+    objs = objects()
+    out, todo = set(), [n for n in names if n in objs]
+    while todo:
+        n = todo.pop()
+        if n in out:
+            continue
+        out.add(n)
+        body = objs[n].body.split(" AS", 1)[1] if " AS" in objs[n].body else objs[n].body
+        todo += [m for m in objs if m != n and m not in out and re.search(rf"\b{m}\b", body)]
+    return out
+
+
 def get(name: str) -> SqlObject:
     try:
         return objects()[name]

@@ -74,18 +74,20 @@ def _text_safe(t: pa.Table) -> pa.Table:
     return pa.table(cols, names=t.column_names)
 
 
-def render_table(t: pa.Table, more: bool = False, max_width: int = 40) -> str:
-    """A plain aligned text table of `t`; `more` adds a line saying rows were left out."""
+def render_table(t: pa.Table, more: bool = False, max_width: int | dict = 40) -> str:
+    """A plain aligned text table of `t`; `more` adds a line saying rows were left out. Cells
+    longer than `max_width` characters are cut with '…' (a dict: per column, default 40)."""
     t = _text_safe(t)
     rows = t.to_pylist()
     names = t.column_names
 
-    def fmt(v):
+    def fmt(v, n):
         if v is None:
             return ""
         s = f"{v:.6g}" if isinstance(v, float) else str(v)
-        return s if len(s) <= max_width else s[:max_width - 1] + "…"
-    cells = [[fmt(r[n]) for n in names] for r in rows]
+        w = max_width.get(n, 40) if isinstance(max_width, dict) else max_width
+        return s if len(s) <= w else s[:w - 1] + "…"
+    cells = [[fmt(r[n], n) for n in names] for r in rows]
     widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
     line = lambda xs: "  ".join(x.ljust(w) for x, w in zip(xs, widths)).rstrip()  # noqa: E731
     out = [line(names), line(["-" * w for w in widths])] + [line(c) for c in cells]

@@ -3,12 +3,13 @@ classified as read-only by sqlglot and by DuckDB's statement types, run on a san
 connection, and streamed out (`formats`). Internal queries (`sql/internal/`) run here too."""
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
 import duckdb
 
-from ..errors import InputError, QueryError, StoreError
+from ..errors import InputError, NotFoundError, QueryError, StoreError
 from ..store.state import open_state
 from . import catalog
 from .connect import connect
@@ -40,7 +41,7 @@ def query_error(e: duckdb.Error, store=None) -> QueryError | StoreError:
     if m and m.group(1) not in catalog.objects():
         return QueryError(f"{msg.splitlines()[0]}. To read a file as relation {m.group(1)}, attach it: "
                           f"--attach {m.group(1)}=FILE (tables={{'{m.group(1)}': FILE}} in Python)")
-    m = re.search(r"Values were not provided for the following prepared statement parameters: (.+)", msg)
+    m = re.search(r"Values were not provided for the following (?:prepared statement )?parameters: (.+)", msg)
     if m:
         names = [x.strip() for x in m.group(1).split(",")]
         return QueryError(f"the query uses parameter(s) {', '.join('$' + n for n in names)} without a value: "
@@ -61,6 +62,34 @@ def _param_value(v):
     return v
 
 
+def check_fit_ids(con, sql: str, params: dict | None = None) -> None:
+    """Raise NotFoundError when an analytic whose first parameter is a fit (topk_neighbors(99, …),
+    dm_predict($f, …)) is called with a fit id the store does not hold, listing the ones it does
+    (such a call would otherwise return no rows)."""
+    import sqlglot
+    from sqlglot import exp
+    fit_macros = {o.name for o in catalog.macros() if o.params and o.params[0][0] == "fit"}
+    calls = []
+    for tree in sqlglot.parse(sql, read="duckdb"):
+        for f in (tree.find_all(exp.Anonymous) if tree is not None else ()):
+            if f.name.lower() in fit_macros and f.expressions:
+                a = f.expressions[0]
+                if isinstance(a, exp.Literal) and a.is_int:
+                    calls.append((f.name, int(a.this)))
+                elif isinstance(a, exp.Placeholder) and params and a.name in params:
+                    with contextlib.suppress(TypeError, ValueError):
+                        calls.append((f.name, int(params[a.name])))
+    if not calls:
+        return
+    have = dict(con.sql("SELECT fit_id, estimator FROM fit_runs ORDER BY fit_id").fetchall())
+    for name, fid in calls:
+        if fid not in have:
+            listed = ", ".join(f"{k} ({v})" for k, v in list(have.items())[:20]) + (" …" if len(have) > 20 else "")
+            raise NotFoundError(f"{name}({fid}, …): no fit {fid} in this store; its fits are "
+                                + (listed if have else "none yet (run `dmstore fit`)")
+                                + " — see SELECT * FROM fit_runs")
+
+
 def read_relation(store, sql: str, params: dict | None = None, tables: dict | None = None,
                   as_of: int | None = None, con=None, **connect_kw):
     """A lazy DuckDB relation for read-only `sql` (one or more statements; the last one gives
@@ -76,6 +105,7 @@ def read_relation(store, sql: str, params: dict | None = None, tables: dict | No
     if not stmts:
         raise QueryError("the query is empty")
     check_read_only(sql)
+    check_fit_ids(con, sql, params)
     bad = [st for st in stmts if st.type not in _READ_TYPES]
     if bad:   # DuckDB's own parser agrees with sqlglot's, or the query does not run
         raise QueryError(f"only read statements run here; refused a {bad[0].type.name} statement")

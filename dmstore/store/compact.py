@@ -9,7 +9,8 @@ compaction leaves an unreferenced directory for `vacuum` and nothing else. Concu
 not blocked: a merge whose sources another commit retired meanwhile is dropped (and redone by the
 next run).
 
-`layout="target"` also rewrites every batch target-major (`layout.write_margins_target_major`):
+`layout="target"` (the default: every datamodel read — fit blocks, per-target analytics — is by
+target) also rewrites every batch target-major (`layout.write_margins_target_major`):
 the margins of one target, or of a block of targets, are then a few contiguous row groups per
 batch, which DuckDB (min/max statistics of example_id) and `margin_matrix(targets=…)` read
 alone. A merged batch is built in memory (≤ max_cells float32 margins); models keep their order.
@@ -115,7 +116,7 @@ def _merge_matrix(store, sources, targets: str, unit, layout: str):
         raise
 
 
-def compact(store, max_cells: int = 32_000_000, layout: str = "model") -> dict:
+def compact(store, max_cells: int = 32_000_000, layout: str = "target") -> dict:
     """Merge small batches (and with layout='target', rewrite every batch target-major);
     returns {'before', 'after': live batches, 'merged': sources merged, 'skipped': merges
     dropped because a concurrent commit retired a source}."""

@@ -7,6 +7,11 @@ import pyarrow as pa
 from ..errors import InputError
 from .validate import read_table_file
 
+# The splits an example may have: train (the examples masks select), test (the default targets)
+# and val (held-out examples to target apart from test, e.g. to tune a method on). A closed
+# list, so a typo such as 'trian' is refused instead of becoming a split of its own.
+SPLITS = ("train", "test", "val")
+
 
 def examples_table(examples, train_size, test_size) -> pa.Table:
     """Build and check the examples table (see `Store.create`)."""
@@ -56,6 +61,12 @@ def examples_table(examples, train_size, test_size) -> pa.Table:
     if empty:
         raise InputError(f"{where}: data row {empty[0] + 1}: split is empty ({len(empty)} row(s)); every "
                          f"example needs a split such as train or test")
+    bad = sorted({v for v in splits if v not in SPLITS})
+    if bad:
+        row = next(i for i, v in enumerate(splits) if v == bad[0])
+        raise InputError(f"{where}: data row {row + 1}: split {bad[0]!r} is not one of {', '.join(SPLITS)} "
+                         f"({sum(v in bad for v in splits)} row(s) with {', '.join(map(repr, bad))}); fix the "
+                         f"spelling — the store is not created")
     order = np.argsort(ids)
     if not np.array_equal(ids[order], np.arange(len(ids))):
         raise InputError(f"{where}: example_id must be 0..{len(ids) - 1}, each once (dense, 0-based)")

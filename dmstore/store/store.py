@@ -210,7 +210,7 @@ class Store:
         from ..engine.connect import connect
         return connect(self, **kw)
 
-    def compact(self, max_cells: int = 32_000_000, layout: str = "model") -> dict:
+    def compact(self, max_cells: int = 32_000_000, layout: str = "target") -> dict:
         """Merge small batches (see `dmstore.store.compact.compact`)."""
         from .compact import compact
         return compact(self, max_cells, layout)

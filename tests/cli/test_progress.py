@@ -25,6 +25,21 @@ def test_line_progress_when_not_a_terminal(capsys, monkeypatch):
     assert capsys.readouterr().err == ""
 
 
+def test_eta_follows_the_recent_rate(capsys, monkeypatch):
+    """A λ path slows down: 10 fast blocks (1 s each), then blocks of 10 s. The ETA after them is
+    the recent pace (10 s a block), not the average one."""
+    clock = [0.0]
+    monkeypatch.setattr(P.time, "monotonic", lambda: clock[0])
+    monkeypatch.setenv("DMSTORE_PROGRESS_SECONDS", "0")
+    bar = P.progress(total=30, desc="fit lasso", unit="block")
+    for i in range(20):
+        clock[0] += 1.0 if i < 10 else 10.0
+        bar.update(1)
+    last = capsys.readouterr().err.splitlines()[-1]
+    eta = int(re.search(r"ETA (\d+) s", last).group(1))
+    assert eta == 100, last          # 10 blocks left at 10 s each (the mean pace would say 55 s)
+
+
 def test_cli_fit_reports_progress_and_quiet_silences_it(filled, monkeypatch):
     monkeypatch.setenv("DMSTORE_PROGRESS_SECONDS", "0")
     args = ["fit", str(filled.root), "--experiment", "exp", "--alpha", "0.5", "--lambdas", "3",

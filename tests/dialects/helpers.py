@@ -43,12 +43,12 @@ def _duck(con, sql, params=None):
     return rel.columns, rel.fetchall()
 
 
-def _calls(st, lasso, dm, removals_path, spark):
-    """analytic → list of (DuckDB SQL with $params, params, Spark keyword arguments)."""
+def _calls(st, lasso, dm, removals_path, spark=None):
+    """analytic → list of (params, Spark keyword arguments) (no Spark: removals is None)."""
     lam = st.connect().sql("SELECT lam FROM fits WHERE fit_id = $f AND NOT selected ORDER BY lam LIMIT 1 OFFSET 2",
                            params={"f": lasso}).fetchall()[0][0]
     mask = np.packbits(np.arange(D) % 3 == 0).tobytes()
-    rem = spark.read.parquet(str(removals_path))
+    rem = spark.read.parquet(str(removals_path)) if spark is not None else None
     return {
         "dm_weights": [({"fit": lasso}, {}), ({"fit": lasso, "lam": lam}, {})],
         "topk_neighbors": [({"fit": lasso, "k": 3}, {}), ({"fit": lasso, "k": 2, "lam": lam}, {}),

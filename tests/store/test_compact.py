@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from dmstore.cli import cli
 from dmstore import Store
-from dmstore.storage import schema
+from dmstore.storage import log, schema
 from dmstore.store.compact import compact
 from dmstore.storage.vacuum import vacuum
 
@@ -30,7 +30,7 @@ def test_compact_merges_and_preserves_everything(tmp_path):
     con = st.connect()
     before = {v: con.sql(f"SELECT * FROM {v} ORDER BY ALL").fetchall() for v in ("models", "margins")}
     X, Y = st.mask_matrix("e", 0.5, role="fit"), st.margin_matrix("e", 0.5, targets=[41, 45])
-    r = compact(st, max_cells=4 * 5 * 52)   # at most 4 of the small batches per merge
+    r = compact(st, max_cells=4 * 5 * 52, layout="model")   # at most 4 of the small batches per merge
     assert r == {"before": 11, "after": 4, "merged": 10, "skipped": 0}
     con = st.connect()
     assert {v: con.sql(f"SELECT * FROM {v} ORDER BY ALL").fetchall() for v in ("models", "margins")} == before
@@ -39,9 +39,14 @@ def test_compact_merges_and_preserves_everything(tmp_path):
     for f in st.root.glob("batches/*/*.parquet"):
         kind = f.stem
         assert pq.read_schema(f).names == schema.arrow_schema(kind).names
-    assert compact(st, max_cells=4 * 5 * 52)["merged"] == 0     # nothing left to merge
+    assert compact(st, max_cells=4 * 5 * 52, layout="model")["merged"] == 0     # nothing left to merge
     res = CliRunner().invoke(cli, ["compact", str(st.root)])
     assert res.exit_code == 0 and "batches ->" in res.output
+    # the default layout is the one datamodel reads want: every live batch target-major
+    from dmstore.storage.parquet import is_target_major
+    live = [st.root / f for f in log.snapshot(st.root).files("margins") if "0-empty" not in f]
+    assert live and all(is_target_major(f) for f in live)
+    assert {v: st.connect().sql(f"SELECT * FROM {v} ORDER BY ALL").fetchall() for v in ("models", "margins")} == before
 
 
 COMPACT = """
