@@ -57,7 +57,9 @@ def test_views_dialects(fitted):
     duck = view_sql(st.root, "duckdb")
     assert "CREATE OR REPLACE VIEW models" in duck and str(st.root.resolve()) in duck
     spark = view_sql(st.root, "spark", ["topk_neighbors"])   # run in Spark by tests/test_spark.py
-    assert "CREATE OR REPLACE TEMPORARY VIEW datamodels" in spark and "-- analytic: topk_neighbors" in spark
+    # only the relations topk_neighbors reads (issue 20: --view used to print all of them)
+    assert "CREATE OR REPLACE TEMPORARY VIEW weights" in spark and "-- analytic: topk_neighbors" in spark
+    assert "CREATE OR REPLACE TEMPORARY VIEW datamodels" not in spark
     assert "-- analytic: leakage(" not in spark
     with pytest.raises(QueryError, match=r"unknown view or macro 'nope'"):
         view_sql(st.root, "spark", ["nope"])

@@ -75,6 +75,11 @@ def test_trak_equals_traker_called_directly(store, tmp_path):
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6 * np.abs(want).max())
     again = attribute(Store.open(store, "a"), "trak", models=2, proj_dim=16, progress=False)
     assert again.reused and again.fit_id == r.fit_id
+    # the report's method table counts the models trained for it (the axis: LDS per model trained)
+    from dmstore.engine.query import run
+    rows = run(st.connect(), "report_comparison", e="tinymlp", a=0.5, all=True, f=r.fit_id,
+               est="trak").to_arrow_table().to_pylist()
+    assert {x["estimator"]: x["models_used"] for x in rows}["trak"] == 2
 
 
 def test_influence_functions_equal_dattri_explicit(store):
