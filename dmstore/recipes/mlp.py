@@ -9,7 +9,10 @@ depends only on its mask and seed. Subclasses provide `X` (float32 [n, p], train
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -37,14 +40,31 @@ def margins_of(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return correct - other
 
 
+@dataclass
 class BatchedMLP:
+    """The hyperparameters (per-recipe constants, so runs are comparable); subclasses override
+    the ones that differ and set `X`, `y`, `d`, `n`, `source_index` in `__post_init__`."""
     hidden: int = 128
     epochs: int = 20
     batch_size: int = 32
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 1e-2
+    split_seed: int = 0
+    name: str = "mlp"
     classes: int = 10
+
+    def examples_table(self, **extra) -> pa.Table:
+        """example_id, split (train ids first, then test), label, group_key (none), source_index
+        and the `extra` columns."""
+        return pa.table({
+            "example_id": np.arange(self.n, dtype=np.int32),
+            "split": ["train"] * self.d + ["test"] * (self.n - self.d),
+            "label": self.y.astype(np.int32),
+            "group_key": pa.nulls(self.n, pa.string()),
+            "source_index": self.source_index.astype(np.int32),
+            **extra,
+        })
 
     def config(self) -> dict:
         """Every setting that changes a trained model (fingerprinted into the models' source)."""

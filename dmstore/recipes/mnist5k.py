@@ -55,10 +55,7 @@ class Mnist5kMLP(BatchedMLP):
     hidden: int = 32
     epochs: int = 8
     batch_size: int = 64
-    lr: float = 0.05
-    momentum: float = 0.9
     weight_decay: float = 5e-3
-    split_seed: int = 0
     name: str = "mnist5k"
 
     def __post_init__(self):
@@ -67,10 +64,4 @@ class Mnist5kMLP(BatchedMLP):
 
     def examples(self) -> pa.Table:
         """example_id, split, label, source_index (row in mnist_5k.csv.gz)."""
-        return pa.table({
-            "example_id": np.arange(self.n, dtype=np.int32),
-            "split": ["train"] * self.d + ["test"] * (self.n - self.d),
-            "label": self.y.astype(np.int32),
-            "group_key": pa.nulls(self.n, pa.string()),
-            "source_index": self.source_index.astype(np.int32),
-        })
+        return self.examples_table()
