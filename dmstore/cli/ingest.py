@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from .base import Command, Group
-from .options import mode_opt, store_arg
+from .options import key_values, mode_opt, store_arg
 
 
 @click.group(cls=Group)
@@ -126,12 +126,7 @@ def scores(store, file, name, experiment, alpha, layout, targets, params, top_k,
     """
     from ..ingest import ingest_scores
     from ..store import Store
-    kv = {}
-    for item in params:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--param")
-        kv[k] = v
+    kv = key_values(params, "KEY=VALUE", "--param")
     r = ingest_scores(Store.open(store, "a"), file, name, experiment, alpha, layout, targets, kv, mode, top_k,
                       trak_experiment, device)
     click.echo(("already stored: " if r.reused else "") + r.summary())

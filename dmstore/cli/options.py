@@ -73,17 +73,22 @@ def output_options(formats=("table", "csv", "json", "jsonl", "parquet"), default
     return deco
 
 
+def key_values(items, what: str, flag: str) -> dict:
+    """{key: value} of repeated KEY=VALUE options (`what` names them in the error, e.g. NAME=FILE)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected {what}", param_hint=flag)
+        out[key] = value
+    return out
+
+
 def attach_opt(help_text: str = "Expose a CSV/Parquet file as relation NAME (e.g. removal sets for "
                                 "dm_removal_effect)."):
     """--attach NAME=FILE (repeatable); the command receives `tables`: {name: file}."""
     def parse(ctx, param, items):
-        out = {}
-        for item in items:
-            name, sep, path = item.partition("=")
-            if not sep or not name:
-                raise click.BadParameter(f"{item!r}: expected NAME=FILE", param_hint="--attach")
-            out[name] = path
-        return out
+        return key_values(items, "NAME=FILE", "--attach")
     return click.option("--attach", "tables", multiple=True, metavar="NAME=FILE", callback=parse, help=help_text)
 
 
