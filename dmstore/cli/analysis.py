@@ -147,7 +147,7 @@ def attribute_cmd(store, method, models, proj_dim, damping, experiment, alpha, t
     (K full-data models trained once and cached in the store) and store its scores as a fit,
     calibrated on the fit models and scored on the eval models like any other. A rerun with the
     same settings is a no-op; an interrupted run reuses the trained models. Needs
-    `pip install 'dmstore[attribution]'` (dattri, traker) for trak, if, tracin and graddot.
+    `pip install 'dmstore[attribution]'` (dattri, traker) for trak, tracin and graddot.
 
     \b
       dmstore attribute runs --method trak --models 10 --proj-dim 512
