@@ -81,7 +81,7 @@ def check_fit_ids(con, sql: str, params: dict | None = None) -> None:
                         calls.append((f.name, int(params[a.name])))
     if not calls:
         return
-    have = dict(con.sql("SELECT fit_id, estimator FROM fit_runs ORDER BY fit_id").fetchall())
+    have = dict(run(con, "fit_estimators").fetchall())
     for name, fid in calls:
         if fid not in have:
             listed = ", ".join(f"{k} ({v})" for k, v in list(have.items())[:20]) + (" …" if len(have) > 20 else "")
