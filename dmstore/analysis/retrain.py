@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from ..engine.query import run
 from ..errors import InputError, NotFoundError
 from ..progress import progress
 from ..recipes import BUILTIN, load_recipe
+from ..storage.files import replace_atomic
 from ..train.plan import h64
 from ..train.provenance import recipe_source, recorded_recipe
 
@@ -113,10 +113,11 @@ def _train_chunk(args):
         torch.set_num_threads(threads)
     rec = _WORKER_RECIPE.get(spec) or _WORKER_RECIPE.setdefault(spec, load_recipe(spec))
     y = np.asarray(rec.train(masks, seeds)["margins"], np.float32)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, y)
-    tmp.replace(path)
+
+    def save(tmp):
+        with open(tmp, "wb") as fh:     # a file object: np.save would add .npy to a name
+            np.save(fh, y)
+    replace_atomic(path, save)
     return str(path)
 
 

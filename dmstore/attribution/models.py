@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..storage.files import replace_atomic
 from ..train.provenance import recipe_source
 
 PROTOCOL = ("model", "full_models", "attribution_data", "output", "loss", "features")
@@ -49,10 +50,9 @@ def full_models(store, recipe, k: int, seed: int) -> tuple[list[dict], bool]:
             path.unlink(missing_ok=True)
     models = recipe.full_models(k, seed)
     path.parent.mkdir(exist_ok=True)
-    tmp = path.parent / f".{path.name}.{id(models)}.tmp"
-    torch.save([{"state": m["model"].state_dict(), "checkpoints": m["checkpoints"], "lrs": list(m["lrs"]),
-                 "seed": int(m["seed"])} for m in models], tmp)
-    tmp.replace(path)
+    saved = [{"state": m["model"].state_dict(), "checkpoints": m["checkpoints"], "lrs": list(m["lrs"]),
+              "seed": int(m["seed"])} for m in models]
+    replace_atomic(path, lambda tmp: torch.save(saved, tmp))
     return models, False
 
 

@@ -39,10 +39,22 @@ def _write_durable(tmp: Path, text: str) -> None:
 def write_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text`: written privately and fsynced first, so a reader or a crash
     sees the old file or the new one, never a torn one."""
+    replace_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def replace_atomic(path: Path, write) -> None:
+    """Replace `path` with what `write(tmp_path)` writes to a private temporary file (fsynced
+    here), so a reader or a crash sees the old file or the new one, never a torn one; the
+    temporary file is removed whatever happens."""
     path = Path(path)
     tmp = _private_temp(path)
     try:
-        _write_durable(tmp, text)
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
