@@ -2,7 +2,8 @@
 data-support search (by retraining with the fit's recipe, `retrain`), datamodel embeddings
 (`embed`) and the HTML report (`report`)."""
 from .counterfactual import counterfactual, counterfactual_removals, read_removals
-from .embed import embed, weight_matrix
+from ..engine.weights import weight_matrix
+from .embed import embed
 from .report import build_report
 from .support import support
 

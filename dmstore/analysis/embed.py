@@ -6,22 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ..engine.query import run
-from ..errors import InputError, NotFoundError
+from ..engine.weights import weight_matrix
+from ..errors import InputError
 from ..store.commit import commit_analysis
-
-
-def weight_matrix(store, fit_id: int):
-    """(target_ids int32 [n], Θ float32 [n, d]): the fit's selected weights, dense."""
-    con = store.connect()
-    t = run(con, "fit_targets", f=int(fit_id)).fetchnumpy()
-    tids = t["target_id"].astype(np.int32)
-    if not tids.size:
-        raise NotFoundError(f"no fit {fit_id} in {store.root}")
-    w = run(con, "fit_weights", f=int(fit_id)).fetchnumpy()
-    theta = np.zeros((tids.size, store.d), np.float32)
-    theta[np.searchsorted(tids, w["target_id"]), w["train_id"]] = w["weight"]
-    return tids, theta
 
 
 def embed(store, fit_id: int, pca: int = 50, clusters: int = 20, seed: int = 0) -> dict:

@@ -13,16 +13,24 @@ import io
 import numpy as np
 
 from ..engine.query import run
-from ..errors import NotFoundError
+from ..store.fits import require_fit
+
+
+def _subplots(*args, figsize, **kw):
+    """A figure and its axes drawn by the Agg canvas of its own, never through pyplot: the
+    caller's matplotlib backend and open figures are left alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(*args, **kw)
 
 
 def _png(fig, alt: str, caption: str, width: int = 640) -> str:
     """A figure as an embedded PNG, centred at `width` px (laptop-sized), with alt text and a
     caption that says how to read it."""
-    import matplotlib.pyplot as plt
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode()
     return (f'<figure><img alt="{html.escape(alt)}" style="width:{width}px" src="data:image/png;base64,{data}">'
             f"<figcaption>{caption}</figcaption></figure>")
@@ -43,17 +51,10 @@ def _num(v):
 def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fits: bool = False) -> str:
     """Write the report of `fit_id` to `path` (HTML); returns the path. Table K.1 lists the
     newest fit of each estimator on the same experiment and alpha (`all_fits`: every fit)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     con = store.connect()
     p = {"f": int(fit_id)}
+    require_fit(store, fit_id)
     runs = run(con, "report_run", **p).to_arrow_table().to_pylist()
-    if not runs:
-        have = [r[0] for r in run(con, "fit_ids").fetchall()]
-        raise NotFoundError(f"no fit {fit_id} in {getattr(store, 'root', store)}; "
-                            + (f"its fits are {', '.join(map(str, have))} (see `dmstore info`)" if have
-                               else "it has no fits yet: run `dmstore fit` first"))
     run_ = runs[0]
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>Fit {fit_id}: <b>{run_['estimator']}</b> on experiment <b>{html.escape(run_['experiment'])}</b>, "
@@ -95,7 +96,7 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
     pv = run(con, "report_scatter", **p).fetchnumpy()
     n_all = run(con, "n_predictions", **p).fetchall()[0][0]
     if len(pv["predicted"]):
-        fig, ax = plt.subplots(figsize=(5.2, 4.4))
+        fig, ax = _subplots(figsize=(5.2, 4.4))
         lo, hi = np.percentile(np.r_[pv["predicted"], pv["margin"]], [0.5, 99.5])
         hb = ax.hexbin(pv["predicted"], pv["margin"], gridsize=60, bins="log", cmap="Blues", mincnt=1,
                        extent=(lo, hi, lo, hi))
@@ -124,7 +125,7 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
         nb = run(con, "report_neighbors", **p).to_arrow_table().to_pylist()
         tids = sorted({r["target_id"] for r in nb})
         if tids and len(nb[0]["target_features"]) == 64:
-            fig, axes = plt.subplots(len(tids), 11, figsize=(11, 1.15 * len(tids)), squeeze=False)
+            fig, axes = _subplots(len(tids), 11, figsize=(11, 1.15 * len(tids)), squeeze=False)
             for row, t in zip(axes, tids):
                 for a in row:
                     a.axis("off")
@@ -151,7 +152,7 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
     if len(cdf["support"]):
         from matplotlib.ticker import FixedLocator, ScalarFormatter
         n_t, n_sup = run(con, "report_support_counts", **p).fetchall()[0]
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        fig, ax = _subplots(figsize=(5.2, 3.6))
         ax.step(cdf["support"], cdf["fraction"], where="post")
         ax.set_xscale("symlog", linthresh=1)
         top = max(1, int(cdf["support"].max()))
@@ -180,7 +181,7 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
     cf = run(con, "report_counterfactuals", **p).fetchnumpy()
     parts.append("<h2>Counterfactuals: predicted vs actual (figure 8)</h2>")
     if len(cf["selector"]):
-        fig, ax = plt.subplots(figsize=(4.6, 4.2))
+        fig, ax = _subplots(figsize=(4.6, 4.2))
         for sel, c in (("top", "tab:red"), ("bottom", "tab:blue"), ("random", "tab:gray"),
                        ("removals", "tab:purple")):
             k = cf["selector"] == sel
@@ -213,7 +214,7 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
         tops.setdefault(key, []).append((r["k"], r["actual"]))
     parts.append("<h2>Removing each method's top-k training examples (figure F.4)</h2>")
     if any(k[0] != "random" for k in tops):
-        fig, ax = plt.subplots(figsize=(5.2, 3.8))
+        fig, ax = _subplots(figsize=(5.2, 3.8))
         for (est, fid), pts in sorted(tops.items(), key=lambda kv: (kv[0][0] == "random", str(kv[0]))):
             by_k = {}
             for k, a in pts:

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.query import run
-from ..errors import InputError, NotFoundError
+from ..store.fits import require_fit
+from ..errors import InputError
 from ..progress import progress
 from ..recipes import BUILTIN, load_recipe
+from ..storage import paths as P
 from ..storage.files import replace_atomic
 from ..train.plan import h64
 from ..train.provenance import recipe_source, recorded_recipe
@@ -45,11 +47,9 @@ def experiment_recipe(store, con, experiment, alpha, recipe_spec: str | None = N
 
 def fit_info(store, fit_id: int, recipe_spec: str | None = None):
     """(connection, experiment, alpha, recipe, recipe spec) of a fit (`experiment_recipe`)."""
+    row = require_fit(store, fit_id)
     con = store.connect()
-    found = run(con, "fit_run", f=int(fit_id)).fetchall()
-    if not found:
-        raise NotFoundError(f"no fit {fit_id} in {store.root}; see `dmstore query STORE 'SELECT * FROM fit_runs'`")
-    experiment, alpha = found[0]
+    experiment, alpha = row["experiment"], row["alpha"]
     recipe, spec = experiment_recipe(store, con, experiment, alpha, recipe_spec, f"fit {fit_id}")
     return con, experiment, alpha, recipe, spec
 
@@ -71,7 +71,6 @@ def target_weights(con, fit_id, target):
     return w["train_id"], w["weight"].astype(np.float64)
 
 
-CACHE = "_retrain"   # STORE/_retrain/<key>.npy: retrained chunks not yet committed (a rerun reuses them)
 CHUNK = 50           # models per chunk: progress and resumability every few seconds
 
 
@@ -140,7 +139,7 @@ def train_sets(store, recipe, spec: str, removal_sets, trials: int, seed: int, d
     masks, seeds = np.array(masks), np.array(seeds, np.int64)
     sizes = masks.sum(1)
     source = recipe_source(recipe, "full")
-    cache = Path(store.root) / CACHE
+    cache = Path(store.root) / P.RETRAIN
     cache.mkdir(exist_ok=True)
     chunks = []   # (rows, path): rows of equal subset size (they train together)
     for size in np.unique(sizes):

@@ -67,9 +67,8 @@ def export_scores(store, fit_id: int, out, layout: str = "target-major", as_of: 
     tensor). Returns (target ids int32 [n], shape)."""
     import numpy as np
 
-    from ..errors import NotFoundError
     from .connect import connect
-    from .query import run
+    from .weights import fit_target_ids, weight_blocks
     suffix = Path(out).suffix.lower()
     if suffix not in SCORE_FORMATS:
         raise InputError(f"output {out}: a dense score matrix is written as .npy or .pt", params=("out",))
@@ -78,11 +77,7 @@ def export_scores(store, fit_id: int, out, layout: str = "target-major", as_of: 
     st = open_state(store, "r", as_of)
     check_outside(st.root, out)
     con = connect(st)
-    tids = np.array([r[0] for r in run(con, "fit_targets", f=int(fit_id)).fetchall()], np.int32)
-    if not tids.size:
-        have = [r[0] for r in run(con, "fit_ids").fetchall()]
-        raise NotFoundError(f"no fit {fit_id}; the store's fits are {', '.join(map(str, have)) or 'none'}",
-                            params=("fit_id",))
+    tids = fit_target_ids(con, fit_id)
     d, n = st.d, tids.size
     shape = (n, d) if layout == "target-major" else (d, n)
     if suffix == ".npy":
@@ -90,15 +85,11 @@ def export_scores(store, fit_id: int, out, layout: str = "target-major", as_of: 
         mat = open_memmap(str(out), mode="w+", dtype=np.float32, shape=shape)
     else:
         mat = np.zeros(shape, np.float32)
-    step = max(1, (64 << 20) // (4 * max(d, 1)))
-    for lo in range(0, n, step):
-        blk = tids[lo:lo + step]
-        w = run(con, "fit_weights_block", f=int(fit_id), lo=int(blk[0]), hi=int(blk[-1])).fetchnumpy()
-        rows = np.searchsorted(tids, w["target_id"])
+    for lo, blk, W in weight_blocks(con, fit_id, d, tids):
         if layout == "target-major":
-            mat[rows, w["train_id"]] = w["weight"]
+            mat[lo:lo + blk.size] = W
         else:
-            mat[w["train_id"], rows] = w["weight"]
+            mat[:, lo:lo + blk.size] = W.T
     if suffix == ".npy":
         mat.flush()
         del mat

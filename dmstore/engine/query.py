@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import InputError, NotFoundError, QueryError, StoreError
+from ..store.fits import not_found
 from ..store.state import open_state
 from . import catalog
 from .connect import connect
@@ -84,10 +85,8 @@ def check_fit_ids(con, sql: str, params: dict | None = None) -> None:
     have = dict(run(con, "fit_estimators").fetchall())
     for name, fid in calls:
         if fid not in have:
-            listed = ", ".join(f"{k} ({v})" for k, v in list(have.items())[:20]) + (" …" if len(have) > 20 else "")
-            raise NotFoundError(f"{name}({fid}, …): no fit {fid} in this store; its fits are "
-                                + (listed if have else "none yet (run `dmstore fit`)")
-                                + " — see SELECT * FROM fit_runs")
+            e = not_found(fid, have)
+            raise NotFoundError(f"{name}({fid}, …): {e}", params=e.params)
 
 
 def read_relation(store, sql: str, params: dict | None = None, tables: dict | None = None,

@@ -36,7 +36,8 @@ from . import runs
 from .blocks import GramBlock, RowBlock
 from .params import FitParams, resolve_device
 from .predictions import eval_predictions
-from .results import Collected, FitResult, same_fit, shard_result, write
+from ..store.fits import Claim, existing, identity
+from .results import Collected, FitResult, write
 from .scan import scan
 from .solvers import lipschitz_gram
 from .stats import center_gram_, split_val
@@ -99,12 +100,16 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
             return _fit(store.pinned(rec["version"]), experiment, alpha, targets, p, progress, False, shard, run)
         done = runs.committed_shards(log.snapshot(store.root), run)
         if shard[0] in done:
-            return shard_result(rec, done[shard[0]], p.estimator, n_fit, n_val)
+            s = done[shard[0]]["stats"]
+            return FitResult(rec["fit_id"], p.estimator, s["n_targets"], n_fit, n_val, s["n_not_converged"],
+                             s["max_rel_gap"] or 0.0, s["wall_time_s"], s["device"], [], reused=True, store=store)
         tids = runs.shard_targets(tids, shard)
-    elif reuse:
-        earlier = same_fit(store, params, n_fit, n_val)
+    claim = Claim(p.estimator, experiment, alpha, identity(p.estimator, experiment, alpha, params, n_fit, n_val),
+                  reuse=reuse)
+    if reuse and run is None:   # the same settings and models again: the stored fit is the answer
+        earlier = existing(store, claim)
         if earlier is not None:
-            return earlier
+            return FitResult.from_row(store, earlier)
     test_t, train_t = tids[tids >= d], tids[tids < d]
     opts = p.solver_options()
     block_size = p.block_size
@@ -139,7 +144,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     result = write(store, experiment, alpha, p.estimator, out, preds, dict(
         n_fit=n_fit, n_val=n_val, val_source=val_source, n_targets=int(tids.size), n_lambdas=p.path_length,
         lambda_min_ratio=p.lambda_min_ratio if est.path else None, tol=p.tol if est.reports_gap else None,
-        max_iter=p.max_iter, dtype=p.dtype, device=str(dev), params=params), t0, est.reports_gap, rec, shard)
+        max_iter=p.max_iter, dtype=p.dtype, device=str(dev), params=params), t0, est.reports_gap, rec, shard, claim)
     if result.not_converged_targets:
         t = result.not_converged_targets
         warnings.warn(f"fit {result.fit_id}: {len(t)} target(s) hit the iteration cap ({p.max_iter}) at some "

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ..storage.files import utc_now
-from ..store.commit import commit_fit
+from ..errors import StoreError
+from ..store.fits import Claim, SameFit, commit, fit_runs_row, require_fit
 from . import runs
 from .estimators import to_numpy
 
@@ -21,6 +21,8 @@ FITS_COLUMNS = ("target_id", "lam", "bias", "train_mse", "val_mse", "nnz", "sele
 
 @dataclass
 class FitResult:
+    """What a fit (`fit`, `ingest scores`, `attribute`) left in the store: its id and summary,
+    and, read back from the store, `target_ids`, `weights()` and `metrics()`."""
     fit_id: int
     estimator: str
     n_targets: int
@@ -33,35 +35,71 @@ class FitResult:
     not_converged_targets: list
     reused: bool = False     # an identical earlier fit (`reuse=True`), or a shard committed already
     n_clamped: int = 0       # scores fits: targets whose calibration slope was below the floor
+    n_selected_not_converged: int = 0   # of the pairs at the cap, those at a target's selected λ
+    kind: str = "fit"        # 'fit' (a regression) | 'scores' (ingested) | 'attribute' (computed)
+    models_used: int | None = None      # attribute: the full-data models the method trained
+    models_cached: bool | None = None   # attribute: whether they came from the store's cache
+    store: object = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_row(cls, store, r: dict, reused: bool = True, wall_time_s: float | None = None) -> "FitResult":
+        """The FitResult of a stored fit_runs row."""
+        params = json.loads(r["params"] or "{}")
+        inner = params.get("params") or {}
+        kind = params.get("source") if params.get("source") in ("scores", "attribute") else "fit"
+        if kind == "scores" and "models_trained" in inner:
+            kind = "attribute"
+        used = int(inner["models_trained"]) if kind == "attribute" and "models_trained" in inner else None
+        return cls(r["fit_id"], r["estimator"], r["n_targets"], r["n_fit"], r["n_val"], r["n_not_converged"],
+                   r["max_rel_gap"] or 0.0, r["wall_time_s"] if wall_time_s is None else wall_time_s, r["device"], [],
+                   reused=reused, n_clamped=int(params.get("n_clamped", 0) or 0), kind=kind, models_used=used,
+                   store=store)
 
     def summary(self) -> str:
-        s = (f"fit {self.fit_id}: {self.estimator} on {self.n_targets} targets, {self.n_fit} fit + "
-             f"{self.n_val} val models, {self.wall_time_s:.1f} s on {self.device}"
+        if self.kind == "fit":
+            models = f"{self.n_fit} fit + {self.n_val} val models"
+        elif self.kind == "attribute":
+            models = (f"{self.models_used} full-data model(s) (calibrated on {self.n_fit} fit models"
+                      + (", cached" if self.models_cached else "") + ")")
+        else:
+            models = f"calibrated on {self.n_fit} fit models"
+        s = (f"fit {self.fit_id}: {self.estimator} on {self.n_targets} targets, {models}, "
+             f"{self.wall_time_s:.1f} s on {self.device}"
              + (" (reused: same settings and models)" if self.reused else ""))
         if self.n_not_converged:
-            s += f"; {self.n_not_converged} (target, lambda) pairs hit the iteration cap"
+            sel = self.n_selected_not_converged
+            s += (f"; {self.n_not_converged} (target, lambda) pairs hit the iteration cap, "
+                  + ("none at a selected lambda (the stored datamodels are converged)" if not sel else
+                     f"{sel} at the selected lambda (marked converged = false in `fits`)"))
         if self.n_clamped:
             s += (f"; {self.n_clamped} target(s) whose scores anti-correlate with their outputs on the fit "
                   f"models keep a near-constant calibrated prediction")
         return s
 
+    # ---------------------------------------------------------------- read back from the store
+    def _store(self):
+        if self.store is None:
+            raise StoreError(f"fit {self.fit_id}: this FitResult was made without its store; open the store "
+                             f"and use dmstore.engine.weights.weight_matrix(store, {self.fit_id})")
+        from ..store import Store
+        return Store.open(self.store.root)   # the latest version: the fit is in it
 
-def same_fit(store, params: dict, n_fit: int, n_val: int) -> FitResult | None:
-    """The newest stored fit with these settings on the same number of fit and val models
-    (`fit(..., reuse=True)` returns it instead of fitting again), or None."""
-    want = json.dumps(params, sort_keys=True)
-    for r in sorted(store.fit_runs().to_pylist(), key=lambda r: -r["fit_id"]):
-        if r["params"] == want and r["n_fit"] == n_fit and r["n_val"] == n_val:
-            return FitResult(r["fit_id"], r["estimator"], r["n_targets"], n_fit, n_val, r["n_not_converged"],
-                             r["max_rel_gap"] or 0.0, r["wall_time_s"], r["device"], [], reused=True)
-    return None
+    @property
+    def target_ids(self) -> np.ndarray:
+        """int32 [n_targets]: the fit's targets, ascending (the rows of `weights()`)."""
+        from ..engine.weights import fit_target_ids
+        return fit_target_ids(self._store().connect(), self.fit_id)
 
+    def weights(self) -> np.ndarray:
+        """float32 [n_targets, d]: the selected weights (raw-mask coordinates; attribution fits:
+        calibrated scores), rows in `target_ids` order: what `dmstore export --scores` writes."""
+        from ..engine.weights import weight_matrix
+        return weight_matrix(self._store(), self.fit_id)[1]
 
-def shard_result(rec: dict, entry: dict, estimator: str, n_fit: int, n_val: int) -> FitResult:
-    """The FitResult of a shard committed earlier."""
-    s = entry["stats"]
-    return FitResult(rec["fit_id"], estimator, s["n_targets"], n_fit, n_val, s["n_not_converged"],
-                     s["max_rel_gap"] or 0.0, s["wall_time_s"], s["device"], [], reused=True)
+    def metrics(self):
+        """The fit's `eval_metrics` rows (held-out LDS, Pearson, MSE, AUC per target) as a pyarrow Table."""
+        from ..engine.query import run
+        return run(self._store().connect(), "fit_metrics", f=int(self.fit_id)).to_arrow_table()
 
 
 @dataclass
@@ -120,8 +158,7 @@ def empty_predictions() -> pa.Table:
 def fit_tables(fit_id: int, experiment: str, alpha: float, estimator: str, fits: dict, weights: list,
                preds: pa.Table | None, run: dict) -> dict:
     """kind → Arrow table of one fit unit. `run`: the fit_runs columns that are not derived from
-    the fits (n_fit, n_val, val_source, n_targets, n_lambdas, lambda_min_ratio, tol, max_iter,
-    dtype, device, wall_time_s, max_rel_gap, params)."""
+    the fits (see `store.fits.fit_runs_row`; n_not_converged is counted here)."""
     nf = fits["target_id"].size
     ids = lambda n: np.full(n, fit_id, np.int64)  # noqa: E731
     conv = fits["converged"].astype(bool)
@@ -143,45 +180,41 @@ def fit_tables(fit_id: int, experiment: str, alpha: float, estimator: str, fits:
             "lam": weights[1].astype(np.float64), "train_id": weights[2].astype(np.int32),
             "weight": weights[3].astype(np.float32),
         }),
-        "fit_runs": pa.table({
-            "fit_id": [fit_id], "experiment": [experiment], "alpha": [alpha], "estimator": [estimator],
-            "created_at": [utc_now("seconds")], "n_fit": [run["n_fit"]], "n_val": [run["n_val"]],
-            "val_source": [run["val_source"]], "n_targets": [run["n_targets"]], "n_lambdas": [run["n_lambdas"]],
-            "lambda_min_ratio": [run["lambda_min_ratio"]], "tol": [run["tol"]], "max_iter": [run["max_iter"]],
-            "dtype": [run["dtype"]], "device": [run["device"]], "wall_time_s": [run["wall_time_s"]],
-            "max_rel_gap": [run["max_rel_gap"]], "n_not_converged": [int((~conv).sum())],
-            "params": [json.dumps(run["params"], sort_keys=True)],
-        }),
+        "fit_runs": fit_runs_row(fit_id, experiment, alpha, estimator, dict(run, n_not_converged=int((~conv).sum()))),
         "eval_predictions": preds.add_column(0, "fit_id", pa.array(ids(preds.num_rows))),
     }
 
 
 def write(store, experiment: str, alpha: float, estimator: str, collected: Collected, preds, run: dict,
-          t0: float, reports_gap: bool, rec: dict | None = None, shard: tuple | None = None) -> FitResult:
-    """Commit the fit (or, with `rec` and `shard`, one shard of run `rec`); returns its FitResult."""
+          t0: float, reports_gap: bool, rec: dict | None = None, shard: tuple | None = None,
+          claim: Claim | None = None) -> FitResult:
+    """Commit the fit (or, with `rec` and `shard`, one shard of run `rec`); returns its FitResult.
+    `claim` (a `reuse` fit): an identical fit committed meanwhile is returned instead."""
     fits = collected.fits()
     weights = collected.weight_columns(fits)
     conv = fits["converged"].astype(bool)
     not_conv = sorted(set(fits["target_id"][~conv].tolist()))
+    n_sel_nc = int((~conv & fits["selected"].astype(bool)).sum())
     gaps = fits["rel_gap"][np.isfinite(fits["rel_gap"])]
     max_gap = float(gaps.max()) if gaps.size and reports_gap else None
     wall = time.time() - t0
     run = dict(run, wall_time_s=wall, max_rel_gap=max_gap)
     if rec is not None:   # one shard of a run: its targets now, the run's fit_runs row when complete
         t = fit_tables(rec["fit_id"], experiment, alpha, estimator, fits, weights, preds, run)
-        run_row = t.pop("fit_runs")
-        params = dict(run["params"], run=rec["run"], n_shards=shard[1])
-        run_row = run_row.set_column(run_row.schema.get_field_index("params"), "params",
-                                     pa.array([json.dumps(params, sort_keys=True)]))
-        run_row = run_row.set_column(run_row.schema.get_field_index("n_targets"), "n_targets",
-                                     pa.array([0], run_row.schema.field("n_targets").type))
+        t.pop("fit_runs")
+        run = dict(run, params=dict(run["params"], run=rec["run"], n_shards=shard[1]))
         stats = {"n_targets": int(np.unique(fits["target_id"]).size), "wall_time_s": wall,
                  "n_not_converged": int((~conv).sum()), "max_rel_gap": max_gap, "device": run["device"]}
-        runs.commit_shard(store, rec, shard, t, run_row, stats)
+        runs.commit_shard(store, rec, shard, t, (experiment, alpha, estimator, run), stats)
         fit_id = rec["fit_id"]
     else:
-        fit_id = commit_fit(store, lambda fid: fit_tables(fid, experiment, alpha, estimator, fits, weights, preds,
+        try:
+            fit_id = commit(store, lambda fid: fit_tables(fid, experiment, alpha, estimator, fits, weights, preds,
                                                           run),
-                            {"experiment": experiment, "alpha": alpha, "estimator": estimator})
+                            claim, store.snapshot(), {"experiment": experiment, "alpha": alpha, "estimator": estimator})
+        except SameFit as e:
+            from ..store import Store
+            return FitResult.from_row(store, require_fit(Store.open(store.root), e.fit_id))
     return FitResult(fit_id, estimator, run["n_targets"], run["n_fit"], run["n_val"], int((~conv).sum()),
-                     max_gap if max_gap is not None else 0.0, wall, run["device"], not_conv)
+                     max_gap if max_gap is not None else 0.0, wall, run["device"], not_conv,
+                     n_selected_not_converged=n_sel_nc, store=store)

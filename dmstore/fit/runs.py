@@ -18,13 +18,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from ..errors import CommitConflict, ConflictError, InputError, StoreError
 from ..storage import log
 from ..storage import paths as P
 from ..storage.files import create_exclusive, read_json, utc_now
 from ..store.commit import MAX_RETRIES, commit_unit, reserve_fit_id
+from ..store.fits import fit_runs_row
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _NOT_COMPARED = {"device", "dmstore", "block_size"}   # may differ between a run's machines
 
@@ -76,11 +76,13 @@ def committed_shards(snap, name: str) -> dict:
     return {e["shard"][0]: e for e in snap.units.values() if e.get("run") == name}
 
 
-def commit_shard(store, rec: dict, shard: tuple[int, int], tables: dict, run_row: pa.Table, stats: dict):
+def commit_shard(store, rec: dict, shard: tuple[int, int], tables: dict, run_spec: tuple, stats: dict):
     """Commit shard K's unit (`tables`: fits, weights, eval_predictions) of run `rec`; the shard
-    that completes the run adds its `fit_runs` row (`run_row`, with the run's totals). Returns
+    that completes the run adds its `fit_runs` row (`run_spec` = (experiment, alpha, estimator,
+    run columns), with the run's totals, built by `store.fits.fit_runs_row`). Returns
     (version, complete) or None when shard K was committed already (by an earlier attempt)."""
     name, fid, (k, n) = rec["run"], rec["fit_id"], shard
+    experiment, alpha, estimator, run = run_spec
     for _ in range(MAX_RETRIES):
         # decide on the snapshot the commit is based on: a shard committing after it makes
         # this commit conflict (check below) and the decision is made again
@@ -93,12 +95,9 @@ def commit_shard(store, rec: dict, shard: tuple[int, int], tables: dict, run_row
         if complete:
             parts = [e["stats"] for e in done.values()] + [stats]
             gaps = [p["max_rel_gap"] for p in parts if p["max_rel_gap"] is not None]
-            row = run_row.to_pydict()
-            row.update(n_targets=[sum(p["n_targets"] for p in parts)],
-                       wall_time_s=[sum(p["wall_time_s"] for p in parts)],
-                       n_not_converged=[sum(p["n_not_converged"] for p in parts)],
-                       max_rel_gap=[max(gaps) if gaps else None])
-            out["fit_runs"] = pa.table(row, schema=run_row.schema)
+            out["fit_runs"] = fit_runs_row(fid, experiment, alpha, estimator, dict(
+                run, n_targets=sum(p["n_targets"] for p in parts), wall_time_s=sum(p["wall_time_s"] for p in parts),
+                n_not_converged=sum(p["n_not_converged"] for p in parts), max_rel_gap=max(gaps) if gaps else None))
 
         def check(commit):
             if any(e.get("run") == name for e in commit.get("add", [])):

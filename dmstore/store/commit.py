@@ -1,9 +1,11 @@
-"""Committing a unit of derived tables (a fit, an analysis) in one log commit, and fit ids."""
+"""Committing a unit of derived tables (a fit, an analysis) in one log commit, and fit ids
+(`fits` owns what a fit commit claims and checks)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from ..errors import CommitConflict, ConflictError
+from ..errors import ConflictError
 from ..storage import lease, log
 from ..storage import paths as P
 from ..storage.files import create_exclusive, utc_now
@@ -14,16 +16,39 @@ MAX_RETRIES = 50
 
 def reserve_fit_id(root, owner: str) -> int:
     """A fit id no other fit has or will get: the next after every committed and reserved id
-    (reserved by creating `_fit_ids/<id>` exclusively, on any machine sharing the store)."""
+    (reserved by creating `_fit_ids/<id>` exclusively, on any machine sharing the store). The
+    reservation names this process's writer lease when it holds one; a reservation whose writer
+    died before committing is taken back, so a killed writer's id is the next writer's."""
     root = Path(root)
     d = root / P.FIT_IDS
+    held = lease.current(root)
     for _ in range(1000):
         committed = max((e.get("fit_id", 0) for e in log.snapshot(root).units.values()), default=0)
-        reserved = max((int(p.name) for p in d.iterdir() if p.name.isdigit()), default=0) if d.exists() else 0
-        fid = max(committed, reserved) + 1
-        if create_exclusive(d / f"{fid:08d}", {"owner": owner, "at": utc_now()}):
+        reserved = sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+        for fid in reserved:
+            if fid > committed and _abandoned(root, d / f"{fid:08d}"):
+                (d / f"{fid:08d}").unlink(missing_ok=True)
+        reserved = [f for f in reserved if (d / f"{f:08d}").exists()]
+        fid = max([committed, *reserved]) + 1
+        rec = {"owner": owner, "at": utc_now(), **({"token": held.token} if held else {})}
+        if create_exclusive(d / f"{fid:08d}", rec):
             return fid
     raise ConflictError(f"{root}: could not reserve a fit id (1000 attempts)")
+
+
+def _abandoned(root: Path, path: Path) -> bool:
+    """Whether reservation `path` was made under a writer lease that is now dead (a run's
+    reservation, made without a lease, is never abandoned: its run record holds it)."""
+    try:
+        tok = json.loads(path.read_text()).get("token")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(tok, str) and not lease.state(root, tok)[0]
+
+
+def release_fit_id(root, fit_id: int) -> None:
+    """Give back a reserved fit id that no commit used."""
+    (Path(root) / P.FIT_IDS / f"{fit_id:08d}").unlink(missing_ok=True)
 
 
 def commit_unit(store, prefix: str, tables: dict, operation: str, entry: dict | None = None,
@@ -51,28 +76,6 @@ def commit_unit(store, prefix: str, tables: dict, operation: str, entry: dict | 
         except BaseException:
             unit.discard()
             raise
-
-
-def commit_fit(store, tables, info: dict, remove: list[str] = ()) -> int:
-    """Commit one fit unit: `tables(fit_id)` gives its tables for a fit id, reserved first
-    (`reserve_fit_id`: unique across concurrent fits and sharded runs), retiring the units
-    `remove` (a fit it replaces) in the same commit. Returns the fit id."""
-    for _ in range(MAX_RETRIES):
-        fit_id = reserve_fit_id(store.root, "fit")
-
-        def check(commit, fit_id=fit_id):   # a writer of an older dmstore that reserves no ids
-            if any(e.get("fit_id") == fit_id for e in commit.get("add", [])):
-                raise CommitConflict(f"fit id {fit_id} was committed meanwhile")
-        try:
-            commit_unit(store, P.FITS, tables(fit_id), "fit", {"fit_id": fit_id},
-                        info={"fit_id": fit_id, **info}, check=check, name=f"{fit_id:08d}", remove=remove)
-            return fit_id
-        except CommitConflict:
-            continue
-        except BaseException:   # nothing was committed: the id goes back (no fit ever had it)
-            (Path(store.root) / P.FIT_IDS / f"{fit_id:08d}").unlink(missing_ok=True)
-            raise
-    raise ConflictError(f"{store.root}: gave up after {MAX_RETRIES} attempts to take a fit id")
 
 
 def commit_analysis(store, tables: dict) -> int:

@@ -9,6 +9,7 @@ import dmstore
 from dmstore import Store
 from dmstore.analysis import counterfactual, support
 from dmstore.analysis import retrain as R
+from dmstore.storage import paths as P
 from dmstore.fit import fit
 from dmstore.train import train
 from tests.train.test_train import TinyLinear
@@ -37,7 +38,7 @@ def test_workers_and_chunks_give_the_same_models(store, tmp_path, monkeypatch):
     two = rows(st)
     assert len(two) == 18
     assert lines and "full-data models" in lines[0] and "models/min per process" in lines[0], lines
-    assert not any((st.root / R.CACHE).iterdir())              # forgotten after the commit
+    assert not any((st.root / P.RETRAIN).iterdir())              # forgotten after the commit
     other = tmp_path / "o"
     train(other, SPEC, models=200, batch=100)
     so = Store.open(other, "a")
@@ -66,7 +67,7 @@ def test_an_interrupted_run_resumes_from_its_chunks(store, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         support(st, fid, targets=[10, 12], ks=(1, 2, 4), trials=2)
     trained = sum(calls)
-    kept = sorted((st.root / R.CACHE).glob("*.npy"))
+    kept = sorted((st.root / P.RETRAIN).glob("*.npy"))
     assert trained > 0 and kept
     assert dmstore.connect(st).sql("SELECT count(*) FROM support").fetchall() == [(0,)]   # nothing committed
     kept[0].unlink()                                           # as if killed while that chunk trained
@@ -78,7 +79,7 @@ def test_an_interrupted_run_resumes_from_its_chunks(store, monkeypatch):
     r = support(st, fid, targets=[10, 12], ks=(1, 2, 4), trials=2, echo=lines.append)
     assert 0 < sum(calls) <= 4                                 # only the missing chunk was trained
     assert any("kept from an interrupted run" in line for line in lines), lines
-    assert r["n"] == 2 and not list((st.root / R.CACHE).glob("*.npy"))
+    assert r["n"] == 2 and not list((st.root / P.RETRAIN).glob("*.npy"))
     got = dmstore.connect(st).sql("SELECT target_id, support, k_hat FROM support ORDER BY 1").fetchall()
     # the same as a run never interrupted, on a store built the same way
     other = st.root.parent / "other"

@@ -217,12 +217,12 @@ def test_export_overwrite_never_deletes_the_store(tmp_path, filled, monkeypatch,
     assert snapshot(root) == before and (proj / "notes.txt").read_text() == "keep me"
 
 
-def _run_row(fid):
-    return pa.table({"fit_id": [fid], "experiment": ["exp"], "alpha": [0.5], "estimator": ["lasso"],
-                     "created_at": ["now"], "n_fit": [1], "n_val": [1], "val_source": ["role"],
-                     "n_targets": [0], "n_lambdas": [1], "lambda_min_ratio": [0.1], "tol": [1e-6],
-                     "max_iter": [1], "dtype": ["float32"], "device": ["cpu"], "wall_time_s": [0.0],
-                     "max_rel_gap": [0.0], "n_not_converged": [0], "params": ["{}"]})
+def _run_spec():
+    """(experiment, alpha, estimator, the fit_runs columns) of a run's row."""
+    return ("exp", 0.5, "lasso", {"n_fit": 1, "n_val": 1, "val_source": "role", "n_targets": 0, "n_lambdas": 1,
+                                  "lambda_min_ratio": 0.1, "tol": 1e-6, "max_iter": 1, "dtype": "float32",
+                                  "device": "cpu", "wall_time_s": 0.0, "max_rel_gap": 0.0, "n_not_converged": 0,
+                                  "params": {}})
 
 
 def test_exactly_one_shard_completes_a_run_when_shards_race(filled, monkeypatch):
@@ -250,15 +250,17 @@ def test_exactly_one_shard_completes_a_run_when_shards_race(filled, monkeypatch)
                             "weight": [1.0]})
         stats = {"n_targets": 1, "wall_time_s": 1.0, "n_not_converged": 0, "max_rel_gap": 0.0, "device": "cpu"}
         try:
-            results[k] = runs.commit_shard(filled, rec, (k, 2), {"weights": weights}, _run_row(rec["fit_id"]),
+            results[k] = runs.commit_shard(filled, rec, (k, 2), {"weights": weights}, _run_spec(),
                                                stats)
         finally:
             if k == 1:
                 one_done.set()
     t0 = threading.Thread(target=shard, args=(0,))
     t0.start()
-    while not decisions:
+    deadline = time.time() + 60
+    while not decisions and t0.is_alive() and time.time() < deadline:
         time.sleep(0.01)
+    assert decisions, "shard 0 never decided (it failed before its decision)"
     shard(1)
     t0.join(120)
     assert results[1][1] is False and results[0][1] is True, (results, decisions)
