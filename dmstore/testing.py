@@ -39,6 +39,20 @@ def snapshot(root: Path) -> dict:
     return out
 
 
+def tree(root: Path) -> dict:
+    """relative path → sha256 of every file, or 'dir', of everything under `root`: private
+    folders, temp files, reserved ids and leases included (what "the store directory is as it
+    was" means)."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for d in dirs:
+            out[str((Path(dirpath) / d).relative_to(root))] = "dir"
+        for f in files:
+            p = Path(dirpath) / f
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
 def write_release(dirpath: Path, masks, train=None, test=None, pct: int = 50) -> Path:
     """The paper's release layout: train_masks_<pct>pct.npy and the margin files given."""
     dirpath.mkdir(exist_ok=True)

@@ -18,6 +18,16 @@ def load_npy(path: Path, ndim: int | None = None) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not path.is_file():   # a FIFO or a device would block or never end
+        raise InputError(f"{path}: not a regular file (a directory, pipe or device); give a .npy file")
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head[:4] == b"PK\x03\x04":
+        raise InputError(f"{path}: an .npz archive, not a single .npy array; save one array with np.save")
+    if head != b"\x93NUMPY":
+        what = "empty" if not head else "text" if all(32 <= c < 127 or c in (9, 10, 13) for c in head) else "binary data"
+        raise InputError(f"{path}: not a .npy file (it is {what} without the .npy header); save the array "
+                         f"with np.save")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:

@@ -28,17 +28,18 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from ..errors import ConflictError, InputError
+from ..errors import InputError
 from ..fit.params import resolve_device
 from ..fit.results import FitResult
 from ..progress import progress as progress_bar
-from ..storage import paths as P
-from ..storage.files import utc_now
-from ..storage.units import new_unit_id
-from ..store.commit import commit_fit
+from ..storage import lease
+from ..storage.units import private_file
+from ..store.fits import (Claim, SameFit, commit, existing, fit_runs_row, identity, named, require_fit, same_name,
+                          units_of)
 from ..store.validate import check_alpha, read_table_file
 from .npy import load_npy
 
@@ -69,6 +70,12 @@ class Scores:
     target_ids: np.ndarray      # int32 [n]
     array: object = None        # dense: [n, d] or [d, n]; triples: None
     triples: tuple | None = None   # (target positions, train ids, scores) for triples
+    rows: np.ndarray | None = None  # triples: the file's data row (0-based) of each sorted triple
+
+    def first_row(self, target: int) -> int:
+        """The first data row (0-based) of the file holding `target` (triples)."""
+        pos = int(np.searchsorted(self.target_ids, target))
+        return int(self.rows[self.triples[0] == pos].min())
 
     def block(self, pos: np.ndarray) -> np.ndarray:
         if self.triples is not None:
@@ -81,7 +88,8 @@ class Scores:
         sub = a[pos[0]:pos[-1] + 1] if self.layout == "target-major" else a[:, pos[0]:pos[-1] + 1]
         if isinstance(sub, torch.Tensor):
             sub = sub.to(torch.float32).numpy()
-        sub = np.asarray(sub, dtype=np.float32)
+        with np.errstate(over="ignore"):   # a value beyond float32 becomes inf, refused with its cell below
+            sub = np.asarray(sub, dtype=np.float32)
         return np.array(sub.T if self.layout == "target-major" else sub, dtype=np.float32, order="C")  # owned
 
     @property
@@ -108,9 +116,12 @@ def _dense(path: Path, kind: str, arr, layout: str, d: int, targets: np.ndarray)
                      f"matches: the store has d = {d} train examples and {n} targets were chosen")
         raise InputError(f"{path}: shape {shape} is not {want[layout]} for layout {layout}{hint}",
                          params=("layout",))
-    if not (np.issubdtype(np.dtype(str(arr.dtype).replace("torch.", "")), np.floating)
-            if not isinstance(arr, torch.Tensor) else arr.is_floating_point()):
-        raise InputError(f"{path}: scores have dtype {arr.dtype}; expected floating point")
+    floating = arr.is_floating_point() if isinstance(arr, torch.Tensor) else \
+        (arr.dtype.fields is None and np.issubdtype(arr.dtype, np.floating))
+    if not floating:
+        what = "a structured (record) dtype" if getattr(arr.dtype, "fields", None) else f"dtype {arr.dtype}"
+        raise InputError(f"{path}: scores have {what}; expected a plain floating-point matrix "
+                         f"(e.g. np.save(path, scores.astype(np.float32)))")
     s = Scores(path, path, kind, layout, targets.astype(np.int32), arr)
     s._d = d
     return s
@@ -124,8 +135,11 @@ def _trak_file(path: Path, experiment: str | None) -> Path:
                          f"score file (.npy, .pt, .mmap, .parquet, .csv)")
     try:
         exps = json.loads(meta.read_text())
-    except ValueError as e:
-        raise InputError(f"{meta}: unreadable ({e})") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{meta}: unreadable ({e}); it should be the JSON object TRAK writes") from None
+    if not isinstance(exps, dict):
+        raise InputError(f"{meta}: holds a JSON {type(exps).__name__}, not the object of experiments TRAK writes "
+                         f"(experiment name -> its settings); give TRAK's own save directory")
     done = {k: v for k, v in exps.items() if isinstance(v, dict) and v.get("scores_finalized")}
     if experiment is None:
         if len(done) != 1:
@@ -144,6 +158,8 @@ def _triples(path: Path, d: int, n_examples: int) -> Scores:
     missing = [c for c in need if c not in t.column_names]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; triples have target_id, train_id, score")
+    if t.num_rows == 0:
+        raise InputError(f"{path}: no rows; give at least one triple target_id, train_id, score")
     for c in need:
         typ = t.schema.field(c).type
         ok = pa.types.is_integer(typ) if c != "score" else (pa.types.is_floating(typ) or pa.types.is_integer(typ))
@@ -152,15 +168,20 @@ def _triples(path: Path, d: int, n_examples: int) -> Scores:
         if t[c].null_count:
             row = int(np.flatnonzero(t[c].is_null().to_numpy(zero_copy_only=False))[0])
             raise InputError(f"{path}: data row {row + 1}: {c} is empty; every triple needs all three values")
+    for name, hi in (("train_id", d), ("target_id", n_examples)):
+        col = t[name]   # checked in its own type: an unsigned 2**64-1 is not -1
+        top = np.iinfo(col.type.to_pandas_dtype()).max
+        bad = pc.less(col, pa.scalar(0, col.type)).to_numpy(zero_copy_only=False)
+        if hi <= top:
+            bad |= pc.greater_equal(col, pa.scalar(hi, col.type)).to_numpy(zero_copy_only=False)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{path}: data row {row + 1}: {name} {col[row].as_py()} is not "
+                             f"{'a train example' if name == 'train_id' else 'an example'} of the store "
+                             f"(0..{hi - 1})")
     tid = t["target_id"].to_numpy().astype(np.int64)
     iid = t["train_id"].to_numpy().astype(np.int64)
     sc = t["score"].to_numpy().astype(np.float64)
-    for name, col, hi in (("train_id", iid, d), ("target_id", tid, n_examples)):
-        bad = np.flatnonzero((col < 0) | (col >= hi))
-        if bad.size:
-            raise InputError(f"{path}: data row {bad[0] + 1}: {name} {int(col[bad[0]])} is not "
-                             f"{'a train example' if name == 'train_id' else 'an example'} of the store "
-                             f"(0..{hi - 1})")
     bad = np.flatnonzero(~np.isfinite(sc.astype(np.float32)))
     if bad.size:
         raise InputError(f"{path}: data row {bad[0] + 1}: score {sc[bad[0]]} is not a finite float32; "
@@ -175,7 +196,7 @@ def _triples(path: Path, d: int, n_examples: int) -> Scores:
     targets = np.unique(tid).astype(np.int32)
     pos = np.searchsorted(targets, tid[order])
     s = Scores(path, path, "triples", "triples", targets, None,
-               (pos.astype(np.int64), iid[order].astype(np.int64), sc[order].astype(np.float32)))
+               (pos.astype(np.int64), iid[order].astype(np.int64), sc[order].astype(np.float32)), order)
     s._d = d
     return s
 
@@ -185,7 +206,12 @@ def open_scores(store, path, layout: str | None, targets, trak_experiment: str |
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not (path.is_file() or path.is_dir()):   # a FIFO, a device: refused before anything opens it
+        raise InputError(f"{path}: not a regular file (a pipe, socket or device); write the scores to a file first")
     d, n_ex = store.d, store.n_examples
+    if trak_experiment is not None and not path.is_dir():
+        raise InputError(f"{path}: trak_experiment names an experiment of a TRAK save directory; this is a "
+                         f"file: drop trak_experiment", params=("trak_experiment",))
     if layout is not None and layout not in LAYOUTS:
         raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}", params=("layout",))
     suffix = path.suffix.lower()
@@ -205,43 +231,57 @@ def open_scores(store, path, layout: str | None, targets, trak_experiment: str |
     tids = store.resolve_targets("test" if targets is None else targets)
     layout = layout or "target-major"
     if suffix == ".pt":
-        try:
-            arr = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-        except Exception as e:   # noqa: BLE001  torch raises many kinds for a bad file
-            raise InputError(f"{path}: not a readable torch file ({str(e).splitlines()[0]}); save the score "
-                             f"tensor with torch.save") from None
-        if not isinstance(arr, torch.Tensor):
-            raise InputError(f"{path}: holds a {type(arr).__name__}, not a tensor; save the score tensor itself")
-        return _dense(path, "pt", arr, layout, d, tids)
+        return _dense(path, "pt", _load_pt(path), layout, d, tids)
     return _dense(path, "npy", load_npy(path, 2), layout, d, tids)
 
 
-def _existing(store, name: str, experiment: str, alpha: float):
-    """(fit_runs row, unit paths) of every fit named `name` on (experiment, alpha)."""
-    rows = [r for r in store.fit_runs().to_pylist()
-            if r["estimator"] == name and r["experiment"] == experiment and r["alpha"] == alpha]
-    ids = {r["fit_id"] for r in rows}
-    units = [p for p, e in store.snapshot().units.items() if e.get("fit_id") in ids]
-    return rows, units
+def _load_pt(path: Path) -> torch.Tensor:
+    """A dense score tensor from a `.pt` file (memory-mapped), detached from autograd."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not in the zip format torch.save writes (since torch 1.6); a legacy or "
+                         f"other-format file cannot be memory-mapped: load it and save it again with "
+                         f"torch.save(tensor, path)")
+    try:
+        arr = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as e:   # noqa: BLE001  torch raises many kinds for a bad file
+        raise InputError(f"{path}: not a readable torch file ({str(e).splitlines()[0]}); save the score "
+                         f"tensor with torch.save(tensor, path)") from None
+    if not isinstance(arr, torch.Tensor):
+        raise InputError(f"{path}: holds a {type(arr).__name__}, not a tensor; save the score tensor itself")
+    if arr.layout != torch.strided:
+        raise InputError(f"{path}: a {str(arr.layout).replace('torch.', '')} (sparse) tensor; save "
+                         f"tensor.to_dense(), or give the non-zero scores as triples (target_id, train_id, score)")
+    return arr.detach()   # an nn.Parameter (or a tensor that requires grad) reads as plain data
 
 
-def ingest_scores(store, path, name: str, experiment: str, alpha: float, layout: str | None = None,
-                  targets=None, params: dict | None = None, mode: str = "error", top_k: int | None = None,
-                  trak_experiment: str | None = None, device: str = "auto", progress: bool | None = None
-                  ) -> FitResult:
-    """Bring a score matrix in as a fit named `name` (its fit_runs.estimator); see the module
-    docstring. `params` (str → str) are recorded with the file's digest and layout; `top_k`
-    keeps the k largest |scores| per target; mode 'error' refuses a different fit of that name
-    (an identical one is reused), 'overwrite' replaces it in the same commit."""
-    t0 = time.time()
-    store.require_writable()
+def check_name(name) -> str:
+    """An external fit's name: a valid identifier, distinct (case-insensitively) from the built-in estimators."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InputError(f"name {name!r}: start with a letter; letters, digits, '.', '_', '-' (e.g. trak)",
                          params=("name",))
     from ..fit.estimators import ESTIMATORS
-    if name in ESTIMATORS:
-        raise InputError(f"name {name!r} is one of dmstore's own estimators; name the method (e.g. trak, if)",
-                         params=("name",))
+    clash = [e for e in ESTIMATORS if same_name(e, name)]
+    if clash:
+        raise InputError(f"name {name!r} is dmstore's own estimator {clash[0]!r} (names are compared without "
+                         f"case); name the method (e.g. trak, if)", params=("name",))
+    return name
+
+
+def ingest_scores(store, path, name: str, experiment: str, alpha: float, layout: str | None = None,
+                  targets=None, params: dict | None = None, mode: str = "error", top_k: int | None = None,
+                  trak_experiment: str | None = None, device: str = "auto", progress: bool | None = None,
+                  source: str = "scores") -> FitResult:
+    """Bring a score matrix in as a fit named `name` (its fit_runs.estimator); see the module
+    docstring. `params` (str → str) are recorded with the file's digest and layout; `top_k`
+    keeps the k largest |scores| per target; mode 'error' refuses a different fit of that name
+    (an identical one is reused; names are compared without case), 'overwrite' replaces it in
+    the same commit. `source` 'attribute' (from `dmstore attribute`): `params` are the method's
+    settings, which alone make two fits the same. Identity and name are checked again at commit
+    against every commit made meanwhile (`store.fits`)."""
+    t0 = time.time()
+    store.require_writable()
+    check_name(name)
     if mode not in MODES:
         raise InputError(f"mode must be error or overwrite, got {mode!r}", params=("mode",))
     if top_k is not None and top_k < 1:
@@ -251,24 +291,40 @@ def ingest_scores(store, path, name: str, experiment: str, alpha: float, layout:
     store = store.pinned()
     store.require_models(experiment, alpha, "fit")
     src = open_scores(store, path, layout, targets, trak_experiment)
-    record = {"source": "scores", "file": src.path.name, "kind": src.kind, "digest": file_digest(src.file),
+    _require_margins(store, src, experiment, alpha)
+    record = {"source": source, "file": src.path.name, "kind": src.kind, "digest": file_digest(src.file),
               "layout": src.layout, "targets": [int(src.target_ids[0]), int(src.target_ids[-1]), int(src.target_ids.size)],
               "top_k": top_k, "params": {str(k): str(v) for k, v in (params or {}).items()}}
-    rows, units = _existing(store, name, experiment, alpha)
-    for r in rows:
-        old = json.loads(r["params"])
-        if {k: old.get(k) for k in record} == record:
-            return FitResult(r["fit_id"], name, r["n_targets"], r["n_fit"], r["n_val"], 0, 0.0, r["wall_time_s"],
-                             r["device"], [], reused=True)
-    if rows and mode == "error":
-        raise ConflictError(f"fit {rows[0]['fit_id']} is already named {name!r} on {experiment!r} at alpha {alpha} "
-                            f"(from {json.loads(rows[0]['params']).get('file')}); use mode 'overwrite' to replace "
-                            f"it, or another name", params=("mode", "name"))
+    claim = Claim(name, experiment, alpha, identity(name, experiment, alpha, record, 0, 0), unique_name=mode == "error")
+    earlier = existing(store, claim)
+    if earlier is not None:
+        return FitResult.from_row(store, earlier)
+    units = units_of(store.snapshot(), [r["fit_id"] for r in named(store, claim)]) if mode == "overwrite" else []
     job = _Job(store, src, experiment, alpha, top_k, dev, progress, name, record, t0)
-    fit_id = commit_fit(store, job.tables, {"experiment": experiment, "alpha": alpha, "estimator": name,
-                                            "scores": record["digest"]}, remove=units if mode == "overwrite" else ())
+    try:
+        with lease.held(store.root, "ingest scores"), private_file(store.root, "preds", ".parquet") as job.pred_path:
+            fit_id = commit(store, job.tables, claim, store.snapshot(),
+                            {"experiment": experiment, "alpha": alpha, "estimator": name, "scores": record["digest"]},
+                            remove=units)
+    except SameFit as e:
+        from ..store import Store
+        return FitResult.from_row(store, require_fit(Store.open(store.root), e.fit_id))
     return FitResult(fit_id, name, int(src.target_ids.size), job.n_fit, job.n_val, 0, 0.0, job.wall, str(dev), [],
-                     n_clamped=job.clamped)
+                     n_clamped=job.clamped, kind=source, store=store,
+                     models_used=int(params["models_trained"]) if params and "models_trained" in params else None)
+
+
+def _require_margins(store, src: Scores, experiment: str, alpha: float) -> None:
+    """Every target of the scores has margins on every fit, val and eval model (else an
+    InputError naming the file, and for triples the first row of that target)."""
+    gone = store.missing_targets(experiment, alpha, ["fit", "val", "eval"], src.target_ids)
+    if not gone.size:
+        return
+    t = int(gone[0])
+    where = f"{src.path}: data row {src.first_row(t) + 1}: " if src.triples is not None else f"{src.path}: "
+    raise InputError(f"{where}target {t} has no recorded margins on the models of {experiment!r} at alpha "
+                     f"{alpha} ({gone.size} such target(s)), so its scores cannot be calibrated or evaluated; "
+                     f"give scores for targets the models recorded (--targets)", params=("targets",))
 
 
 class _Job:
@@ -288,7 +344,6 @@ class _Job:
 
     def tables(self, fit_id: int) -> dict:
         self.fit_id, self.fits = fit_id, []
-        self.pred_path = self.store.root / P.TMP / f"preds-{new_unit_id(self.store.root)}.parquet"
         return {"weights": self._weights(), "fits": self._fits, "eval_predictions": self._predictions,
                 "fit_runs": self._fit_runs}
 
@@ -411,22 +466,15 @@ class _Job:
                          "converged": np.ones(n, bool), "scale": scale})
 
     def _predictions(self):
-        try:
-            pf = pq.ParquetFile(self.pred_path)
-            for b in pf.iter_batches(batch_size=1 << 20):
-                t = pa.Table.from_batches([b])
-                yield t.add_column(0, "fit_id", pa.array(np.full(t.num_rows, self.fit_id, np.int64)))
-        finally:
-            self.pred_path.unlink(missing_ok=True)
+        pf = pq.ParquetFile(self.pred_path)
+        for b in pf.iter_batches(batch_size=1 << 20):
+            t = pa.Table.from_batches([b])
+            yield t.add_column(0, "fit_id", pa.array(np.full(t.num_rows, self.fit_id, np.int64)))
 
     def _fit_runs(self) -> pa.Table:
         self.wall = time.time() - self.t0
-        params = dict(self.record, n_clamped=self.clamped)
-        return pa.table({
-            "fit_id": [self.fit_id], "experiment": [self.experiment], "alpha": [self.alpha],
-            "estimator": [self.name], "created_at": [utc_now("seconds")], "n_fit": [self.n_fit],
-            "n_val": [self.n_val], "val_source": ["role" if self.n_val else "none"],
-            "n_targets": [int(self.src.target_ids.size)], "n_lambdas": [1], "lambda_min_ratio": [None],
-            "tol": [None], "max_iter": [None], "dtype": ["float32"], "device": [str(self.dev)],
-            "wall_time_s": [self.wall], "max_rel_gap": [None], "n_not_converged": [0],
-            "params": [json.dumps(params, sort_keys=True)]})
+        return fit_runs_row(self.fit_id, self.experiment, self.alpha, self.name, {
+            "n_fit": self.n_fit, "n_val": self.n_val, "val_source": "role" if self.n_val else "none",
+            "n_targets": int(self.src.target_ids.size), "n_lambdas": 1, "lambda_min_ratio": None, "tol": None,
+            "max_iter": None, "dtype": "float32", "device": str(self.dev), "wall_time_s": self.wall,
+            "max_rel_gap": None, "n_not_converged": 0, "params": dict(self.record, n_clamped=self.clamped)})

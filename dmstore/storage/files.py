@@ -91,3 +91,10 @@ def read_json(path: Path, what: str, fix: str, kind: type = dict):
     if not isinstance(value, kind):
         raise StoreError(f"{path}: holds a JSON {type(value).__name__}, not the {what}; {fix}")
     return value
+
+
+def folder_size(path: Path) -> dict:
+    """{'files', 'bytes'} of every file under folder `path` (zeros when it is absent)."""
+    path = Path(path)
+    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else []
+    return {"files": len(files), "bytes": sum(f.stat().st_size for f in files)}

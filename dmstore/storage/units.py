@@ -103,6 +103,23 @@ class StagedUnit:
             remove_unit(self.root, self.root / self.path)
 
 
+@contextlib.contextmanager
+def private_file(root: Path, prefix: str, suffix: str):
+    """The path of a private temporary file under `.tmp/` for the duration (nothing is created
+    here): named with this process's writer lease token (so vacuum and stale-temp cleanup judge
+    it by that lease) and deleted on exit, whatever happens. Needs the lease (`lease.held`)."""
+    held = lease.current(root)
+    if held is None:
+        raise StoreError(f"{root}: internal error: a temp file outside a writer lease "
+                         f"(wrap the write in dmstore.storage.lease.held(root))")
+    path = Path(root) / P.TMP / held.name(f"{prefix}-")
+    path = path.with_name(path.name + suffix)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def remove_unit(root: Path, unit: Path) -> None:
     """Delete a unit directory that no commit names: renamed into `.tmp/` first, then deleted."""
     trash = Path(root) / P.TMP / f"trash-{new_unit_id()}"

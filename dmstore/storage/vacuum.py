@@ -20,6 +20,7 @@ from pathlib import Path
 from ..errors import InputError
 from . import lease, log
 from . import paths as P
+from .files import folder_size
 from .units import clean_stale_temps, remove_unit, writer_lock
 
 SAFE_RETAIN_HOURS = 1.0   # below this, readers of recent snapshots may lose files: needs force
@@ -51,13 +52,17 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def vacuum(root, retain_hours: float = 168.0, dry_run: bool = False, force: bool = False) -> dict:
+def vacuum(root, retain_hours: float = 168.0, dry_run: bool = False, force: bool = False,
+           caches: bool = False) -> dict:
     """Delete units and temp files no longer needed (see the module docstring) that are older
     than `retain_hours`. A retention below SAFE_RETAIN_HOURS needs `force=True` (readers of a
     recent snapshot would find its files gone). Returns {'deleted': [relative paths], 'bytes',
     'version', 'kept': {reason: [relative paths]}, 'temps': number of temp entries deleted,
-    'runs': {unfinished run: the version it pins}}. An unfinished run pins its version until it
-    completes or its record `_runs/NAME.json` is removed."""
+    'runs': {unfinished run: the version it pins}, 'caches': {cache folder: {files, bytes}} deleted
+    with `caches`, 'caches_kept': why not}. An unfinished run pins its version until it
+    completes or its record `_runs/NAME.json` is removed. The caches (`paths.CACHES`: retrained
+    chunks, attribution models) are deterministic to rebuild; they are kept while any writer's
+    lease is alive (a running counterfactual or attribution may be reading them)."""
     root = Path(root)
     if retain_hours < 0:
         raise InputError(f"retain_hours must be >= 0, got {retain_hours}")
@@ -120,9 +125,26 @@ def vacuum(root, retain_hours: float = 168.0, dry_run: bool = False, force: bool
         if not dry_run:
             remove_unit(root, unit)
     temps = 0 if dry_run else _clean_temps(root, now)
-    return {"deleted": deleted, "bytes": nbytes, "version": start.version,
-            "kept": {k: v for k, v in kept.items() if v}, "temps": temps,
-            "runs": {n: v for n, v in runs.items() if n in set(pinned.values())}}
+    out = {"deleted": deleted, "bytes": nbytes, "version": start.version,
+           "kept": {k: v for k, v in kept.items() if v}, "temps": temps,
+           "runs": {n: v for n, v in runs.items() if n in set(pinned.values())}, "caches": {}}
+    if caches:
+        alive = [why for tok in _lease_tokens(root) for ok, why in [lease.state(root, tok, now)] if ok]
+        if alive:
+            out["caches_kept"] = f"a running writer may be using them ({alive[0]})"
+        else:
+            for name in P.CACHES:
+                d = root / name
+                if d.is_dir():
+                    out["caches"][name] = folder_size(d)
+                    if not dry_run:
+                        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+def _lease_tokens(root: Path) -> list[str]:
+    d = root / P.LEASES
+    return [f.stem for f in d.glob("*.json")] if d.is_dir() else []
 
 
 def _clean_temps(root: Path, now: float) -> int:

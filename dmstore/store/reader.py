@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from ..errors import NotFoundError
 from ..storage import paths as P
+from ..storage.files import folder_size
 from ..storage.parquet import TARGETS_KEY, decode_ranges, file_metadata, fixed_width_bytes, is_target_major
 from ..storage.schema import arrow_schema
 from .state import StoreState
@@ -98,6 +99,16 @@ def require_models(state: StoreState, experiment, alpha, role) -> None:
 def batch_targets(batch_dir: Path) -> np.ndarray:
     """int32 [n]: the targets a batch's margins cover, ascending."""
     return decode_ranges(file_metadata(batch_dir / "margins.parquet").get(TARGETS_KEY, ""))
+
+
+def missing_targets(state: StoreState, experiment, alpha, role, targets) -> np.ndarray:
+    """int32 [k]: those of `targets` that some matching model has no margin for, ascending."""
+    targets = np.unique(np.asarray(targets, np.int32))
+    missing = np.zeros(targets.size, bool)
+    for bd in batch_dirs(state):
+        if _filtered(bd, experiment, alpha, role, ["model_id"])[1].size:
+            missing |= ~np.isin(targets, batch_targets(bd))
+    return targets[missing]
 
 
 def batch_margins(bd: Path, rows: np.ndarray, targets) -> np.ndarray:
@@ -252,4 +263,5 @@ def info(state: StoreState) -> dict:
         "batches": len(snap.paths(P.BATCHES)) - 1,
         "bytes_live": live,
         "bytes_on_disk": total,
+        "caches": {c: folder_size(state.root / c) for c in P.CACHES},
     }

@@ -85,7 +85,10 @@ class StoreState:
 
     def require_writable(self) -> None:
         if self.mode != "a":
-            raise StoreError(f"{self.root}: opened read-only; open it with mode 'a' to write")
+            raise StoreError(f"{self.root}: opened read-only (Store.open's default); to write, open it with "
+                             f"Store.open({str(self.root)!r}, mode='a')"
+                             + (f" (a store pinned to version {self.as_of} cannot be written)" if self.as_of is not None
+                                else ""))
 
     def _read_examples(self, columns=None) -> pa.Table:
         path = self.root / P.EXAMPLES

@@ -73,7 +73,7 @@ class Store:
         tmp = root.parent / f".{root.name}.creating-{new_unit_id()}"
         tmp.mkdir()
         try:
-            for sub in (*P.UNIT_PREFIXES, P.TMP):
+            for sub in (*P.UNIT_PREFIXES, P.TMP, *P.PRIVATE_DIRS):
                 (tmp / sub).mkdir()
             write_parquet(table, tmp / P.EXAMPLES, "examples")
             log.init(tmp, [empty_unit(tmp, prefix) for prefix in RELATIONS])
@@ -133,7 +133,7 @@ class Store:
     def pinned(self, version: int | None = None) -> "Store":
         """This store pinned to its current version (or `version`): every read sees the same
         snapshot (writes still commit after the latest version)."""
-        return Store(self.state.pinned(version))
+        return type(self)(self.state.pinned(version))
 
     def require_writable(self) -> None:
         """Raise StoreError unless the store was opened for writing (mode 'a')."""
@@ -168,6 +168,10 @@ class Store:
         """Stream the matching models in chunks (see `reader.iter_chunks`)."""
         return reader.iter_chunks(self.state, experiment, alpha, role, targets, with_masks, with_margins,
                                   max_rows, unpack)
+
+    def missing_targets(self, experiment, alpha, role, targets) -> np.ndarray:
+        """int32 [k]: those of `targets` that some matching model has no margin for."""
+        return reader.missing_targets(self.state, experiment, alpha, role, targets)
 
     def batch_targets(self, batch_dir: Path) -> np.ndarray:
         return reader.batch_targets(batch_dir)
@@ -215,7 +219,9 @@ class Store:
         from .compact import compact
         return compact(self, max_cells, layout)
 
-    def vacuum(self, retain_hours: float = 168.0, dry_run: bool = False, force: bool = False) -> dict:
-        """Delete what no snapshot, reader or writer needs (see `dmstore.storage.vacuum`)."""
+    def vacuum(self, retain_hours: float = 168.0, dry_run: bool = False, force: bool = False,
+               caches: bool = False) -> dict:
+        """Delete what no snapshot, reader or writer needs (see `dmstore.storage.vacuum`);
+        `caches`: also the retraining and attribution caches (`_retrain/`, `_attribution/`)."""
         from ..storage.vacuum import vacuum
-        return vacuum(self.root, retain_hours, dry_run, force)
+        return vacuum(self.root, retain_hours, dry_run, force, caches)

@@ -184,7 +184,7 @@ def test_bad_input_is_refused_and_the_store_unchanged(lin):
         (_bad(tmp, "nan.npy", nan), {}, r"nan\.npy: row 3, column 7 \(target 43, train id 7\): score nan"),
         (_bad(tmp, "shape.npy", S[:5]), {}, r"shape \(5, 40\) is not \(12, 40\).*neither"),
         (_bad(tmp, "t.npy", S.T.copy()), {}, r"fits layout train-major"),
-        (_bad(tmp, "ints.npy", S.astype(np.int32)), {}, "expected floating point"),
+        (_bad(tmp, "ints.npy", S.astype(np.int32)), {}, "expected a plain floating-point matrix"),
     ]
     for path, kw, match in cases:
         with pytest.raises(InputError, match=match):
@@ -199,7 +199,7 @@ def test_bad_input_is_refused_and_the_store_unchanged(lin):
         pq.write_table(tri(rows), tmp / "bad.parquet")
         with pytest.raises(InputError, match=match):
             ingest_scores(st, tmp / "bad.parquet", "m", "e", 0.5)
-    with pytest.raises(InputError, match="one of dmstore's own estimators"):
+    with pytest.raises(InputError, match="dmstore's own estimator 'lasso'"):
         ingest_scores(st, _bad(tmp, "ok.npy", S), "lasso", "e", 0.5)
     assert snapshot(st.root) == before
     r = CliRunner().invoke(cli, ["ingest", "scores", str(st.root), str(tmp / "nan.npy"), "--name", "m",
