@@ -31,20 +31,16 @@ def _stored_counterfactuals(con, fit_id, n_targets, ks, trials) -> dict | None:
             "reused": True}
 
 
-BASELINES = (("trak", {"models": 10, "proj_dim": 512}), ("if", {}), ("tracin", {}), ("graddot", {}),
-             ("repsim", {}))
-
-
 def _baselines(store, echo) -> dict:
-    """Fits of the attribution baselines (`dmstore attribute`, default settings: TRAK with 10
-    full-data models and a 512-dim projection, the others with 1); those needing dattri/traker are
-    skipped with a note when `dmstore[attribution]` is not installed."""
-    from .attribution import attribute
+    """Fits of the attribution baselines (`dmstore attribute` with each registered method's
+    defaults: TRAK with 10 full-data models and a 512-dim projection, the others with 1); those
+    needing dattri/traker are skipped with a note when `dmstore[attribution]` is not installed."""
+    from .attribution import attribute, registry
     from .errors import InputError
     fits, missing = {}, []
-    for method, kw in BASELINES:
+    for method in [m.name for m in registry.METHODS.values() if m.in_demo]:
         try:
-            r = attribute(store, method, experiment="digits", alpha=0.5, progress=False, **kw)
+            r = attribute(store, method, experiment="digits", alpha=0.5, progress=False)
         except InputError as e:
             if "pip install" not in str(e):
                 raise

@@ -36,11 +36,6 @@ import torch
 
 from ..errors import InputError
 
-METHODS = ("trak", "if", "tracin", "graddot", "repsim")
-LIBRARIES = {"trak": ("traker", "dattri"), "if": ("dmstore", "dattri"), "tracin": ("dattri",), "graddot": ("dattri",),
-             "repsim": ("dmstore",)}
-
-
 def _need(module: str):
     try:
         return __import__(module)
@@ -285,30 +280,30 @@ def _quiet_libraries():
             m.tqdm = orig
 
 
-def scores(method: str, recipe, models, X, y, d, targets, proj_dim: int, device, library: str | None = None,
-           damping: float = 0.1):
-    """float32 [d, len(targets)]: the scores of `method` (see the module docstring)."""
+def trak_scores(job):
+    fn = trak_traker if job.library == "traker" else trak_dattri
+    return fn(job.recipe, job.models, job.X, job.y, job.d, job.targets, job.options["proj_dim"], job.device)
+
+
+def influence_scores(job):
+    fn = influence_dattri if job.library == "dattri" else influence
+    return fn(job.recipe, job.models, job.X, job.y, job.d, job.targets, job.device, job.options["damping"])
+
+
+def tracin_scores(job):
+    return tracin(job.recipe, job.models, job.X, job.y, job.d, job.targets, job.device)
+
+
+def graddot_scores(job):
+    return tracin(job.recipe, job.models, job.X, job.y, job.d, job.targets, job.device, final_only=True)
+
+
+def repsim_scores(job):
+    return repsim(job.recipe, job.models, job.X, job.y, job.d, job.targets, job.device)
+
+
+def scores(method, job) -> np.ndarray:
+    """float32 [d, len(targets)]: the scores of registry entry `method` for `job`, with the
+    libraries' own progress bars off."""
     with _quiet_libraries():
-        return _scores(method, recipe, models, X, y, d, targets, proj_dim, device, library, damping)
-
-
-def _scores(method, recipe, models, X, y, d, targets, proj_dim, device, library, damping):
-    if method == "trak":
-        lib = library or "traker"
-        if lib not in LIBRARIES["trak"]:
-            raise InputError(f"library for trak must be traker or dattri, got {lib!r}", params=("library",))
-        fn = trak_traker if lib == "traker" else trak_dattri
-        return fn(recipe, models, X, y, d, targets, proj_dim, device)
-    if library not in (None, *LIBRARIES.get(method, ())):
-        raise InputError(f"method {method} is computed with {' or '.join(LIBRARIES[method])}, not {library}",
-                         params=("library",))
-    if method == "if":
-        fn = influence_dattri if library == "dattri" else influence
-        return fn(recipe, models, X, y, d, targets, device, damping)
-    if method == "tracin":
-        return tracin(recipe, models, X, y, d, targets, device)
-    if method == "graddot":
-        return tracin(recipe, models, X, y, d, targets, device, final_only=True)
-    if method == "repsim":
-        return repsim(recipe, models, X, y, d, targets, device)
-    raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}", params=("method",))
+        return method.function()(job)

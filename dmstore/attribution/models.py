@@ -11,8 +11,8 @@ full-data models it trains, kept in the store so a rerun reuses them.
     loss(logits, y) -> [n]          the per-example training loss
     features(model, x) -> [n, h]    penultimate representation (representation similarity)
 
-The built-in digits and MNIST-5k recipes implement them; a plug-in recipe without them is
-refused naming what it lacks.
+Typed as `dmstore.recipes.protocol.AttributionRecipe`; the built-in digits and MNIST-5k recipes
+implement it; a plug-in recipe without them is refused naming what it lacks.
 """
 from __future__ import annotations
 
@@ -22,19 +22,14 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
+from ..recipes.protocol import AttributionRecipe, check
+from ..storage import paths as P
 from ..storage.files import replace_atomic
 from ..train.provenance import recipe_source
 
-PROTOCOL = ("model", "full_models", "attribution_data", "output", "loss", "features")
-CACHE = "_attribution"   # STORE/_attribution/models-<key>.pt: a cache (deterministic to rebuild)
-
-
 def require_protocol(recipe, spec: str) -> None:
-    missing = [m for m in PROTOCOL if not callable(getattr(recipe, m, None))]
-    if missing:
-        raise InputError(f"recipe {spec!r} cannot be attributed: it lacks {', '.join(missing)} (the optional "
-                         f"recipe methods attribution needs are listed in dmstore.attribution.models)")
+    """Raise InputError naming what `recipe` lacks of the AttributionRecipe protocol."""
+    check(recipe, AttributionRecipe, spec, "for attribution")
 
 
 def full_models(store, recipe, k: int, seed: int) -> tuple[list[dict], bool]:
@@ -42,7 +37,7 @@ def full_models(store, recipe, k: int, seed: int) -> tuple[list[dict], bool]:
     earlier run trained them with the same recipe settings, else trained and cached (written
     privately, then renamed). Returns (models, whether they came from the cache)."""
     key = hashlib.blake2b(json.dumps([recipe_source(recipe, "full"), k, seed]).encode(), digest_size=8).hexdigest()
-    path = Path(store.root) / CACHE / f"models-{key}.pt"
+    path = Path(store.root) / P.ATTRIBUTION / f"models-{key}.pt"
     if path.exists():
         try:
             return _load(recipe, torch.load(path, map_location="cpu", weights_only=True)), True

@@ -3,8 +3,42 @@ from __future__ import annotations
 
 import click
 
+from ..attribution import registry
 from .base import Command
 from .options import IntList, recipe_opt, store_arg, target_choice, target_choice_opts
+
+
+class RegistryChoice(click.Choice):
+    """A choice among names read from a registry when the command runs (so a method registered
+    after import is a valid choice)."""
+
+    def __init__(self, names):
+        self._names = names
+        super().__init__([])
+
+    @property
+    def choices(self):
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, value):
+        pass
+
+
+class LazyHelp(click.Option):
+    """An option whose help text is a function, read when the help is shown (registry contents)."""
+
+    def __init__(self, *args, help=None, **kw):
+        super().__init__(*args, **kw)
+        self._help = help
+
+    @property
+    def help(self):
+        return self._help() if callable(self._help) else self._help
+
+    @help.setter
+    def help(self, value):
+        self._help = value
 
 
 def _note(line: str) -> None:
@@ -121,11 +155,12 @@ def report_cmd(store, fit_id, out, all_fits):
 
 @click.command("attribute", cls=Command)
 @store_arg
-@click.option("--method", type=click.Choice(["trak", "if", "tracin", "graddot", "repsim"]), required=True,
-              help="trak (TRAK), if (influence functions), tracin (TracIn-CP), graddot (gradient dot "
-                   "product), repsim (representation similarity).")
-@click.option("--models", type=click.IntRange(1), default=None,
-              help="Full-data models trained and averaged over [default: 10 for trak, 1 otherwise].")
+@click.option("--method", cls=LazyHelp, type=RegistryChoice(registry.names), required=True,
+              help=lambda: "The attribution method (a registry entry): " + "; ".join(
+                  f"{m.name} ({m.title})" for m in registry.METHODS.values()) + ".")
+@click.option("--models", cls=LazyHelp, type=click.IntRange(1), default=None,
+              help=lambda: "Full-data models trained and averaged over [default: the method's: " + ", ".join(
+                  f"{m.name} {m.default_models}" for m in registry.METHODS.values()) + "].")
 @click.option("--proj-dim", type=click.IntRange(1), default=512, show_default=True,
               help="TRAK's random projection dimension.")
 @click.option("--damping", type=float, default=0.1, show_default=True,
@@ -135,7 +170,7 @@ def report_cmd(store, fit_id, out, all_fits):
 @click.option("--alpha", type=float, default=None, help="Its subset fraction (default: the only one).")
 @click.option("--targets", default="test", show_default=True, help="test | train | all | ids such as 1347-1400.")
 @click.option("--name", default=None, help="The fit's estimator name [default: the method].")
-@click.option("--library", type=click.Choice(["traker", "dattri", "dmstore"]), default=None,
+@click.option("--library", type=RegistryChoice(registry.libraries), default=None,
               help="trak: traker (default) or dattri (TRAKAttributor); if: dmstore (default, exact Hessian "
                    "in column blocks) or dattri (IFAttributorExplicit, small models only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the full-data models.")

@@ -111,12 +111,12 @@ def macros(store, show_all, details, fmt, out):
     import pyarrow as pa
 
     from ..engine import connect, objects, run, stream
-    from ..engine.udfs import BUILTIN, DOCS
+    from ..engine.udfs import BUILTINS
     have = {r[0] for r in run(connect(store), "macro_names").fetchall()}
     rows = [{"kind": o.kind, "signature": o.signature, "purpose": o.purpose, "parameters": o.parameters,
              "columns": o.columns} for o in objects().values() if (show_all or not o.is_view) and o.name in have]
-    rows += [{"kind": "python udf", "signature": DOCS[n][0], "purpose": DOCS[n][1],
-              "parameters": ", ".join(BUILTIN[n][0]), "columns": BUILTIN[n][1]} for n in BUILTIN]
+    rows += [{"kind": "python udf", "signature": b.signature, "purpose": b.doc,
+              "parameters": ", ".join(t for _, t in b.params), "columns": b.returns} for b in BUILTINS.values()]
     cols = ["kind", "signature", "purpose"] + (["parameters", "columns"] if details else [])
     t = pa.Table.from_pylist([{c: r[c] for c in cols} for r in rows])
     if fmt == "table" and out is None and not details:

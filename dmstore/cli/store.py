@@ -61,6 +61,10 @@ def info(store, as_json):
     click.echo(f"log version {i['version']} ({i['batches']} live batches); bytes on disk: {i['bytes_on_disk']:,}, "
                f"of which live: {i['bytes_live']:,}"
                + ("" if i["bytes_live"] >= 0.9 * i["bytes_on_disk"] else " (`dmstore vacuum` frees retired files)"))
+    for name, c in i["caches"].items():
+        if c["files"]:
+            click.echo(f"cache {name}/: {c['files']} file(s), {c['bytes']:,} bytes (`dmstore vacuum --caches` "
+                       f"deletes them; they are rebuilt when needed)")
 
 
 @click.command(cls=Command)
@@ -140,7 +144,10 @@ def compact_cmd(store, max_cells, layout):
                                     "snapshots may still read them). Below 1 needs --force.")
 @click.option("--force", is_flag=True, help="Allow --retain below 1 hour (no reader of a recent snapshot running).")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-def vacuum(store, retain_hours, force, dry_run):
+@click.option("--caches", is_flag=True, help="Also delete the caches: _retrain/ (retrained models of an "
+                                             "interrupted counterfactual/support run) and _attribution/ (full-data "
+                                             "models of `dmstore attribute`); rebuilt when needed.")
+def vacuum(store, retain_hours, force, dry_run, caches):
     """Delete unit directories that no snapshot needs: those retired by a commit (compact,
     overwrite) more than --retain hours ago, and those a dead writer left without committing.
     Units a running writer (on any machine sharing the store) may still commit, and the version
@@ -150,6 +157,7 @@ def vacuum(store, retain_hours, force, dry_run):
       dmstore vacuum runs                         # keep a week of history readable
       dmstore vacuum runs --retain 0 --force      # when no reader of an older snapshot runs
       dmstore vacuum runs --dry-run
+      dmstore vacuum runs --caches                # and the retraining / attribution caches
     """
     from ..storage.vacuum import SAFE_RETAIN_HOURS
     from ..store import Store
@@ -158,7 +166,7 @@ def vacuum(store, retain_hours, force, dry_run):
         raise click.UsageError(f"--retain {retain_hours:g} is below the safe minimum of {SAFE_RETAIN_HOURS:g} h: "
                                f"a reader of a snapshot from the last hour would find its files deleted. "
                                f"Add --force if no such reader runs (running writers are protected either way)")
-    r = st.vacuum(retain_hours, dry_run, force=force)
+    r = st.vacuum(retain_hours, dry_run, force=force, caches=caches)
     for p in r["deleted"]:
         click.echo(("would delete " if dry_run else "deleted ") + p)
     click.echo(f"{'would free' if dry_run else 'freed'} {r['bytes']:,} bytes in {len(r['deleted'])} "
@@ -170,6 +178,10 @@ def vacuum(store, retain_hours, force, dry_run):
            + " read them; finish the run, or remove its _runs/NAME.json to give it up"}
     for reason, units in r["kept"].items():
         click.echo(f"kept {len(units)} unit(s): {why[reason]}")
+    for name, c in r.get("caches", {}).items():
+        click.echo(f"{'would delete' if dry_run else 'deleted'} cache {name}/: {c['files']} file(s), {c['bytes']:,} bytes")
+    if r.get("caches_kept"):
+        click.echo(f"kept the caches: {r['caches_kept']}")
 
 
 @click.command(cls=Command)

@@ -10,8 +10,8 @@ A recipe is any object with
 
 Optional, for `dmstore attribute` (TRAK, influence functions, TracIn, Grad-Dot, representation
 similarity): `model()`, `full_models(k, seed)`, `attribution_data()`, `output(logits, y)`,
-`loss(logits, y)` and `features(model, x)`, specified in `dmstore.attribution.models`; a
-recipe without them is refused there naming what it lacks. The built-in `digits` and `mnist5k`
+`loss(logits, y)` and `features(model, x)`. Both protocols are typed in `recipes.protocol`
+(`TrainingRecipe`, `AttributionRecipe`); `protocol.check` names what a plug-in lacks. The built-in `digits` and `mnist5k`
 recipes (`recipes.mlp.BatchedMLP`) implement them.
 
 `load_recipe("digits")` gives a built-in one; `load_recipe("package.module:attr")` imports a
@@ -22,6 +22,9 @@ from __future__ import annotations
 import importlib
 
 from ..errors import InputError
+from .protocol import AttributionRecipe, TrainingRecipe, check
+
+__all__ = ["load_recipe", "BUILTIN", "TrainingRecipe", "AttributionRecipe", "check"]
 
 BUILTIN = {
     "digits": ("dmstore.recipes.digits", "DigitsMLP"),
@@ -45,7 +48,5 @@ def load_recipe(spec: str, **kwargs):
     recipe = obj(**kwargs) if callable(obj) and not hasattr(obj, "train") else obj
     if isinstance(recipe, type):
         recipe = recipe(**kwargs)
-    for need in ("name", "examples", "train"):
-        if not hasattr(recipe, need):
-            raise InputError(f"recipe {spec!r} has no {need!r}; see dmstore.recipes for the protocol")
+    check(recipe, TrainingRecipe, spec, "for training")
     return recipe

@@ -153,5 +153,28 @@ def test_cli_and_refusals(store, tmp_path):
     with pytest.raises(InputError, match="lacks model, full_models, attribution_data, output, loss, features"):
         attribute(Store.open(other, "a"), "graddot", progress=False)
     r = CliRunner().invoke(cli, ["attribute", str(other), "--method", "repsim"])
-    assert r.exit_code == 1 and "cannot be attributed" in r.output
+    assert r.exit_code == 1 and "cannot be used for attribution" in r.output
     assert sorted(p.name for p in (other / "_log").iterdir()) == before
+
+
+def test_a_registered_method_runs_end_to_end(store):
+    """One registry entry is all a new method needs: `dmstore attribute --method` runs it with the
+    entry's default models and library, and its scores are stored calibrated like any other's."""
+    from dmstore.attribution import registry
+    seen = {}
+
+    def fake(job):
+        seen.update(library=job.library, models=len(job.models), options=job.options)
+        return np.tile(np.arange(job.d, dtype=np.float32)[:, None] - 30, (1, len(job.targets)))
+    registry.register(registry.Method("fakeattr", "a fake method", ("fakelib",), 1, fake, ("damping",)))
+    try:
+        r = CliRunner().invoke(cli, ["attribute", str(store), "--method", "fakeattr", "--damping", "0.5"])
+        assert r.exit_code == 0, r.output
+        assert seen == {"library": "fakelib", "models": 1, "options": {"damping": 0.5}}
+        fid = int(r.output.split("fit ")[1].split(":")[0])
+        S = raw_scores(store, fid)
+        assert np.allclose(S, np.arange(60)[:, None] - 30, atol=1e-4)
+        again = CliRunner().invoke(cli, ["attribute", str(store), "--method", "fakeattr", "--damping", "0.5"])
+        assert again.exit_code == 0 and again.output.startswith(f"already stored: fit {fid}:"), again.output
+    finally:
+        registry.unregister("fakeattr")
