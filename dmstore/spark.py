@@ -5,7 +5,7 @@
     spark.sql("SELECT count(*) FROM margins WHERE margin < 0")  # every relation: a temp view
 
 Relations keep their DuckDB names and columns (except `models.mask`: packed BINARY, test bits
-with the SQL function `in_mask(mask, i)`). The SQL comes from `sql/` (see `dmstore.dialects.spark`).
+with the SQL function `in_mask(mask, i)`). The SQL comes from `sql/` (see `dmstore.dialects.spark_sql`).
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import inspect
 import itertools
 from pathlib import Path
 
-from .dialects import spark as spark_sql
+from .dialects import spark_sql
 from .errors import InputError
+from .storage import paths as P
 from .store.state import open_state
 
 _counter = itertools.count()
@@ -95,34 +96,11 @@ for _v in spark_sql.relation_names():
 
 
 def register_udfs(spark, d: int) -> None:
-    """The Python UDFs of `dmstore.engine.udfs` as Spark SQL functions (row by row), so the
-    analytics that use them (eval_kendall, estimator_comparison) run in Spark too."""
-    import pyarrow as pa
-    from pyspark.sql.types import BinaryType, DoubleType, StructField, StructType
-
-    from .engine import udfs as U
-
-    def pairs(a, b):
-        if a is None or b is None:
-            return None
-        return next(U.pairs(pa.array([a]), pa.array([b])))
-
-    def spearman(a, b):
-        p = pairs(a, b)
-        return None if p is None else U.spearman_one(*p)
-
-    def kendall_tau(a, b):
-        p = pairs(a, b)
-        return None if p is None else U.kendall_one(*p)
-
-    def mask_of(ids):
-        return None if ids is None else U.mask_of_fn(d)(pa.array([ids]))[0].as_py()
-
-    ci = StructType([StructField("lo", DoubleType()), StructField("hi", DoubleType())])
-    spark.udf.register("spearman", spearman, DoubleType())
-    spark.udf.register("kendall_tau", kendall_tau, DoubleType())
-    spark.udf.register("bootstrap_ci", U.bootstrap_one, ci)
-    spark.udf.register("mask_of", mask_of, BinaryType())
+    """The built-in Python UDFs (`dmstore.engine.udfs.BUILTINS`) as Spark SQL functions (row by
+    row), so the analytics that use them (eval_kendall, estimator_comparison) run in Spark too."""
+    from .engine.udfs import BUILTINS
+    for b in BUILTINS.values():
+        spark.udf.register(b.name, b.row(d), b.spark_type)
 
 
 def register(spark, store, location: str | None = None, as_of: int | None = None) -> SparkStore:
@@ -136,7 +114,7 @@ def register(spark, store, location: str | None = None, as_of: int | None = None
     snap = st.snapshot()
     root = Path(st.root).resolve()
     location = location or root.as_uri()
-    cols = pq.read_schema(root / "examples.parquet").names
+    cols = pq.read_schema(root / P.EXAMPLES).names
     register_udfs(spark, st.d)
     for stmt in spark_sql.source_sql(snap, location) + spark_sql.functions_sql():
         spark.sql(stmt)

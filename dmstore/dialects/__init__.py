@@ -9,6 +9,7 @@ import sqlglot
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from ..engine import catalog
+from ..engine.udfs import BUILTINS
 from ..errors import InputError, QueryError
 from ..storage import paths as P
 from ..store.state import open_state
@@ -39,18 +40,23 @@ def translate(sql: str, dialect: str) -> str:
     return out
 
 
-# plain-DuckDB stand-ins for dmstore's Python UDFs (engine.udfs): NULL of the UDF's type
-_UDF_STANDINS = {"spearman": ("a, b", "NULL::DOUBLE"), "kendall_tau": ("a, b", "NULL::DOUBLE"),
-                 "bootstrap_ci": ("v, level, n_boot, seed", "NULL::STRUCT(lo DOUBLE, hi DOUBLE)"),
-                 "mask_of": ("ids", "NULL::BLOB")}
-
-
 def _substitute(text: str, root: str, file_lists: dict) -> str:
     text = text.replace("getvariable('dmstore_root')", f"'{root}'")
     return re.sub(r"getvariable\('dmstore_files_(\w+)'\)", lambda m: file_lists.get(m.group(1), "[]"), text)
 
 
-def _duckdb_script(snap, root: str, file_lists: dict, names: list[str] | None) -> str:
+def _columns(root: Path) -> dict[str, list[str]]:
+    """relation → its columns in this store (examples: the file's own; the rest: their schemas)."""
+    import pyarrow.parquet as pq
+
+    from ..storage.schema import arrow_schema
+    from ..storage.units import RELATIONS
+    out = {"examples": pq.read_schema(root / P.EXAMPLES).names}
+    out.update({rel: arrow_schema(rel).names for rels in RELATIONS.values() for rel in rels})
+    return out
+
+
+def _duckdb_script(snap, root: str, file_lists: dict, names: list[str] | None, columns: dict) -> str:
     """One script for a plain DuckDB (no dmstore installed): every relation in dependency order,
     then every macro (in_mask and the analytics), over the snapshot's files at absolute paths;
     `names` keeps those objects and what they read. dmstore's Python UDFs become NULL stand-ins
@@ -59,15 +65,19 @@ def _duckdb_script(snap, root: str, file_lists: dict, names: list[str] | None) -
     unknown = [n for n in names or [] if n not in objs]
     if unknown:
         raise InputError(f"unknown view or macro {unknown[0]!r}; one of {', '.join(objs)}", params=("views",))
-    keep = catalog.needs(names) if names else set(objs)
+    absent = [n for n in names or [] if not catalog.applies(objs[n], columns)]
+    if absent:
+        rel, col = objs[absent[0]].requires
+        raise InputError(f"{absent[0]} needs {rel}.{col}, which this store's {rel} does not have", params=("views",))
+    keep = {n for n in (catalog.needs(names) if names else objs) if catalog.applies(objs[n], columns)}
     parts = [f"-- dmstore store snapshot version {snap.version}, files under {root}",
              "-- Runs as is in a plain DuckDB (duckdb -init this.sql, or con.execute(text)): relations in",
              "-- dependency order, then the macros. dmstore's Python UDFs (spearman, kendall_tau, bootstrap_ci,",
              "-- mask_of) are NULL stand-ins here; dmstore.connect gives the real ones."]
     body = " ".join(objs[n].body for n in keep)
-    for name, (args, value) in _UDF_STANDINS.items():
+    for name, b in BUILTINS.items():
         if re.search(rf"\b{name}\s*\(", body):
-            parts.append(f"CREATE OR REPLACE MACRO {name}({args}) AS {value};")
+            parts.append(b.standin())
     for name in objs:   # dependency order: views, then macros
         if name in keep:
             parts.append(_substitute(objs[name].text, root, file_lists).rstrip().rstrip(";") + ";")
@@ -91,7 +101,7 @@ def view_sql(store, dialect: str, views: list[str] | None = None, as_of: int | N
     if dialect == "spark":
         import pyarrow.parquet as pq
 
-        from . import spark
+        from . import spark_sql as spark
         return spark.script(snap, location or root_path.as_uri(),
                             pq.read_schema(root_path / P.EXAMPLES).names, views)
     root = str(root_path).replace("'", "''")
@@ -99,7 +109,7 @@ def view_sql(store, dialect: str, views: list[str] | None = None, as_of: int | N
     file_lists = {rel: "[" + ", ".join(quote(f) for f in snap.files(rel, root_path)) + "]"
                   for rel in {r for e in snap.units.values() for r in e["relations"]}}
     if dialect == "duckdb":
-        return _duckdb_script(snap, root, file_lists, views)
+        return _duckdb_script(snap, root, file_lists, views, _columns(root_path))
     objs = {o.name: o for o in catalog.views()}
     wanted = views or list(objs)
     unknown = [v for v in wanted if v not in objs]

@@ -20,9 +20,9 @@ from ..errors import NotFoundError, QueryError
 
 _HEADER = re.compile(r"^--\s*(view|macro|table macro|query):\s*(.+?)\s*$", re.M)
 _FIELD = re.compile(r"^(Parameters|Columns|Returns|Requires):\s*(.*)$")
-_MACRO = re.compile(r"CREATE\s+OR\s+REPLACE\s+MACRO\s+(\w+)\s*\((.*?)\)\s+AS\s+(TABLE\b)?", re.S | re.I)
+MACRO = re.compile(r"CREATE\s+OR\s+REPLACE\s+MACRO\s+(\w+)\s*\((.*?)\)\s+AS\s+(TABLE\b)?", re.S | re.I)
 _REQUIRES = re.compile(r"^(\w+)\.(\w+)")
-_TABLE_ARG = re.compile(r"query_table\((\w+)\)")
+TABLE_ARG = re.compile(r"query_table\((\w+)\)")
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,14 @@ def _parse(name: str, text: str, spark: str | None) -> SqlObject | None:
     doc = " ".join(purpose)
     first = doc.split(". ")[0].rstrip(".") + "." if doc else ""
     params = []
-    m = _MACRO.search(text) if "macro" in kind else None
+    m = MACRO.search(text) if "macro" in kind else None
     if m:
         for p in (x.strip() for x in m.group(2).split(",") if x.strip()):
             pname, _, default = p.partition(":=")
             params.append((pname.strip(), default.strip() or None))
     req = _REQUIRES.match(fields.get("requires", ""))
     return SqlObject(name=name, kind=kind, signature=h.group(2), params=tuple(params),
-                     table_params=tuple(_TABLE_ARG.findall(text)),
+                     table_params=tuple(TABLE_ARG.findall(text)),
                      requires=(req.group(1), req.group(2)) if req else None,
                      purpose=first, doc=doc, parameters=fields.get("parameters", "none"),
                      columns=fields.get("columns") or fields.get("returns", ""), text=text,

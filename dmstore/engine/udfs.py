@@ -6,6 +6,10 @@
     mask_of(ids INTEGER[]) -> BLOB                     the packed d-bit mask of these train ids
     bootstrap_ci(values DOUBLE[], level DOUBLE, n_boot INTEGER, seed INTEGER)
         -> STRUCT(lo DOUBLE, hi DOUBLE)                percentile bootstrap CI of the mean
+                                                       (bounded: MAX_BOOT, MAX_DRAWS, DRAW_CHUNK)
+
+Each is declared once (`BUILTINS`), from which DuckDB, Spark (`dmstore.spark`) and the plain-DuckDB
+stand-ins of `dmstore views` are derived.
 
 NULL (or NaN) elements are dropped pairwise; a result is NULL where it is undefined (fewer than
 two pairs, a constant side). Users register their own: `dmstore.connect(path, udfs=[f])`,
@@ -19,6 +23,8 @@ pyarrow arrays, returns one).
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -87,19 +93,43 @@ def kendall_one(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(kendalltau(x, y).statistic)
 
 
+MAX_BOOT = 100_000            # resamples one bootstrap_ci call may ask for
+MAX_DRAWS = 2_000_000_000    # resamples x values: about 10 s of work on one core
+DRAW_CHUNK = 1 << 22         # values drawn at a time: 32 MB of indices, whatever the list length
+
+
 def bootstrap_one(values, level: float, n_boot: int, seed: int) -> dict | None:
-    """Percentile bootstrap CI of the mean of `values` (order-independent: sorted first)."""
+    """Percentile bootstrap CI of the mean of `values` (order-independent: sorted first).
+    Resamples are drawn in chunks of at most DRAW_CHUNK indices, so memory stays ~32 MB for any
+    list; `n_boot` ≤ MAX_BOOT and n_boot·len(values) ≤ MAX_DRAWS (an InputError past either)."""
     if values is None or level is None or n_boot is None:
         return None
     level, n_boot = float(level), int(n_boot)   # Spark passes its literals as decimals
-    v = np.sort(np.array([float(x) for x in values if x is not None and x == x], np.float64))
+    if n_boot > MAX_BOOT:
+        raise InputError(f"bootstrap_ci: n_boot {n_boot} is above the limit of {MAX_BOOT:,} resamples; "
+                         f"1,000 to 10,000 give a stable 95 % interval")
+    v = np.sort(np.asarray(values, np.float64) if isinstance(values, np.ndarray) else
+                np.array([float(x) for x in values if x is not None], np.float64))
+    v = v[~np.isnan(v)]
     if v.size == 0 or not 0 < level < 1 or n_boot < 1:
         return None
+    if n_boot * v.size > MAX_DRAWS:
+        raise InputError(f"bootstrap_ci: {n_boot:,} resamples of {v.size:,} values draw {n_boot * v.size:,} "
+                         f"values, above the limit of {MAX_DRAWS:,}; use fewer resamples (n_boot) or sample "
+                         f"the list first")
     rng = np.random.default_rng(int(seed or 0))
-    means = np.empty(int(n_boot))
-    for lo in range(0, int(n_boot), 256):   # bounded memory: 256 resamples at a time
-        k = min(256, int(n_boot) - lo)
-        means[lo:lo + k] = v[rng.integers(0, v.size, (k, v.size))].mean(1)
+    means = np.empty(n_boot)
+    per = max(1, DRAW_CHUNK // v.size)           # whole resamples per chunk
+    for lo in range(0, n_boot, per):
+        k = min(per, n_boot - lo)
+        if v.size <= DRAW_CHUNK:
+            means[lo:lo + k] = v[rng.integers(0, v.size, (k, v.size))].mean(1)
+            continue
+        for j in range(k):                         # one resample longer than a chunk: summed by chunks
+            total = 0.0
+            for c in range(0, v.size, DRAW_CHUNK):
+                total += v[rng.integers(0, v.size, min(DRAW_CHUNK, v.size - c))].sum()
+            means[lo + j] = total / v.size
     q = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return {"lo": float(q[0]), "hi": float(q[1])}
 
@@ -113,7 +143,7 @@ def kendall_tau(a: pa.Array, b: pa.Array) -> pa.Array:
 
 
 def bootstrap_ci(values: pa.Array, level: pa.Array, n_boot: pa.Array, seed: pa.Array) -> pa.Array:
-    rows = zip(values.to_pylist(), level.to_pylist(), n_boot.to_pylist(), seed.to_pylist())
+    rows = zip(_rows(values), level.to_pylist(), n_boot.to_pylist(), seed.to_pylist())
     return pa.array([bootstrap_one(*r) for r in rows], pa.struct([("lo", pa.float64()), ("hi", pa.float64())]))
 
 
@@ -138,19 +168,56 @@ def mask_of_fn(d: int):
     return mask_of
 
 
-BUILTIN = {   # name → (parameters, return type)
-    "spearman": (["DOUBLE[]", "DOUBLE[]"], "DOUBLE"),
-    "kendall_tau": (["DOUBLE[]", "DOUBLE[]"], "DOUBLE"),
-    "bootstrap_ci": (["DOUBLE[]", "DOUBLE", "INTEGER", "INTEGER"], CI_TYPE),
-    "mask_of": (["INTEGER[]"], "BLOB"),
-}
-DOCS = {
-    "spearman": ("spearman(a, b)", "Spearman's rank correlation of two lists (average ranks for ties, as scipy)."),
-    "kendall_tau": ("kendall_tau(a, b)", "Kendall's tau-b of two lists (ties handled as scipy)."),
-    "bootstrap_ci": ("bootstrap_ci(values, level, n_boot, seed)",
-                     "Percentile bootstrap confidence interval {lo, hi} of the mean of a list."),
-    "mask_of": ("mask_of(ids)", "The packed mask (BLOB) of a list of train ids, for dm_predict on any subset."),
-}
+def _spearman_row(a, b):
+    p = next(pairs(pa.array([a]), pa.array([b]))) if a is not None and b is not None else None
+    return None if p is None else spearman_one(*p)
+
+
+def _kendall_row(a, b):
+    p = next(pairs(pa.array([a]), pa.array([b]))) if a is not None and b is not None else None
+    return None if p is None else kendall_one(*p)
+
+
+def _mask_of_row(d: int):
+    fn = mask_of_fn(d)
+    return lambda ids: None if ids is None else fn(pa.array([ids], pa.list_(pa.int64())))[0].as_py()
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """One built-in UDF, declared once: DuckDB registers `arrow(d)` (vectorized over Arrow
+    batches), Spark `row(d)` (plain Python values) with `spark_type`; a plain DuckDB gets a
+    NULL stand-in of its return type (`dmstore views`)."""
+    name: str
+    params: tuple          # ((argument, DuckDB type), …)
+    returns: str           # DuckDB type
+    spark_type: str        # Spark DDL type
+    doc: str
+    arrow: Callable        # d → vectorized function
+    row: Callable          # d → row function
+
+    @property
+    def signature(self) -> str:
+        return f"{self.name}({', '.join(a for a, _ in self.params)})"
+
+    def standin(self) -> str:
+        """A plain-DuckDB macro returning NULL of this UDF's type."""
+        return f"CREATE OR REPLACE MACRO {self.name}({', '.join(a for a, _ in self.params)}) AS NULL::{self.returns};"
+
+
+BUILTINS = {b.name: b for b in (
+    Builtin("spearman", (("a", "DOUBLE[]"), ("b", "DOUBLE[]")), "DOUBLE", "double",
+            "Spearman's rank correlation of two lists (average ranks for ties, as scipy).",
+            lambda d: spearman, lambda d: _spearman_row),
+    Builtin("kendall_tau", (("a", "DOUBLE[]"), ("b", "DOUBLE[]")), "DOUBLE", "double",
+            "Kendall's tau-b of two lists (ties handled as scipy).", lambda d: kendall_tau, lambda d: _kendall_row),
+    Builtin("bootstrap_ci", (("values", "DOUBLE[]"), ("level", "DOUBLE"), ("n_boot", "INTEGER"), ("seed", "INTEGER")),
+            CI_TYPE, "struct<lo:double,hi:double>",
+            f"Percentile bootstrap confidence interval {{lo, hi}} of the mean of a list (n_boot <= {MAX_BOOT:,}).",
+            lambda d: bootstrap_ci, lambda d: bootstrap_one),
+    Builtin("mask_of", (("ids", "INTEGER[]"),), "BLOB", "binary",
+            "The packed mask (BLOB) of a list of train ids, for dm_predict on any subset.", mask_of_fn, _mask_of_row),
+)}
 
 
 def udf(parameters: list[str], return_type: str):
@@ -180,10 +247,9 @@ def load_udf(spec):
 
 def register(con, d: int, extra=()) -> None:
     """Create the built-in UDFs (mask_of for d train examples) and the user's `extra` ones on `con`."""
-    fns = {"spearman": spearman, "kendall_tau": kendall_tau, "bootstrap_ci": bootstrap_ci, "mask_of": mask_of_fn(d)}
-    for name, fn in fns.items():
-        params, ret = BUILTIN[name]
-        con.create_function(name, fn, params, ret, type="arrow", null_handling="special")
+    for b in BUILTINS.values():
+        con.create_function(b.name, b.arrow(d), [t for _, t in b.params], b.returns, type="arrow",
+                            null_handling="special")
     for spec in extra:
         fn = load_udf(spec)
         name = fn.__name__

@@ -246,7 +246,7 @@ def test_macros_lists_every_analytic_with_its_parameters(filled):
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in r.output.splitlines()]
     names = {x["signature"].split("(")[0] for x in rows}
-    from dmstore.engine.udfs import BUILTIN
+    from dmstore.engine.udfs import BUILTINS as BUILTIN
     want = {o.name for o in objects().values() if not o.is_view and not o.requires}  # others need a column
     want |= set(BUILTIN)                                                               # and the Python UDFs
     assert names == want and {"topk_neighbors", "dm_removal_effect", "dm_predict"} <= names

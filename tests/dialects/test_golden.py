@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dmstore.dialects import NoFaithfulTranslation, spark as spark_sql, translate
+from dmstore.dialects import NoFaithfulTranslation, spark_sql, translate
 from dmstore.engine import catalog
 
 from .helpers import _calls, _duck, _duck_call, assert_same_rows

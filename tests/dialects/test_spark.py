@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from dmstore.dialects import spark as spark_sql
+from dmstore.dialects import spark_sql
 
 from .helpers import _calls, _duck, _duck_call, assert_same_rows
 from .linear import D

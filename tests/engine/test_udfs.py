@@ -89,3 +89,40 @@ def test_user_udfs_from_python_and_the_cli(filled, tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["query", str(filled.root), "SELECT 1", "--udf", "myudfs:nope"])
     assert r.exit_code == 1 and "--udf entry 'myudfs:nope' cannot be loaded" in r.output, r.output
     assert "myudfs" in sys.modules
+
+
+def test_bootstrap_ci_is_bounded(filled):
+    """Issue 25: n_boot above the cap and too many draws are refused with the limit named;
+    resampling a long list stays in bounded memory (old code: 256 resamples of 10⁶ values at
+    once peaked at 4.5 GB)."""
+    import subprocess
+    import sys
+
+    from dmstore.engine.query import query
+    from dmstore.engine.udfs import MAX_BOOT, MAX_DRAWS
+    con = dmstore.connect(filled.root)
+    with pytest.raises(dmstore.QueryError, match=f"n_boot 100000000 is above the limit of {MAX_BOOT:,}"):
+        query(filled.root, "SELECT bootstrap_ci([1, 2, 3, 4, 5], 0.95, 100000000, 1)",
+                     con=con)
+    with pytest.raises(dmstore.QueryError, match=f"above the limit of {MAX_DRAWS:,}"):
+        query(filled.root, "SELECT bootstrap_ci(list(range::DOUBLE), 0.95, 100000, 1) "
+                                  "FROM (SELECT range FROM range(100000))", con=con)
+    code = ("import resource, numpy as np\n"
+            "from dmstore.engine.udfs import bootstrap_one\n"
+            "v = np.random.default_rng(0).normal(size=1_000_000)\n"
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "ci = bootstrap_one(v, 0.95, 256, 1)\n"
+            "print(ci['lo'] < v.mean() < ci['hi'], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    inside, grew_mb = out.stdout.split()
+    assert inside == "True" and int(grew_mb) < 200, out.stdout + out.stderr
+
+
+def test_bootstrap_ci_chunked_long_resamples_agree_with_the_mean(monkeypatch):
+    """A resample longer than the draw chunk is summed by chunks: the interval still covers the mean."""
+    from dmstore.engine import udfs
+    monkeypatch.setattr(udfs, "DRAW_CHUNK", 1000)
+    v = np.random.default_rng(1).normal(size=5000)
+    ci = udfs.bootstrap_one(v, 0.9, 200, 0)
+    se = v.std() / np.sqrt(v.size)
+    assert ci["lo"] < v.mean() < ci["hi"] and 2 * se < ci["hi"] - ci["lo"] < 5 * se
