@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 
 from .errors import (CommitConflict, ConflictError, DmstoreError, InputError, NotFoundError,  # noqa: E402
                      QueryError, StoreError)
-from .store import IngestReport, Store  # noqa: E402
+from .api import Store  # noqa: E402
+from .store import IngestReport  # noqa: E402
 
 
 def connect(store, **kw):

@@ -1,4 +1,5 @@
-"""Progress of long work on stderr: tqdm's bar on a terminal; elsewhere (CI logs, nohup, SLURM)
+"""Progress of long work: in a Jupyter notebook, tqdm.auto's widget (a bar in the cell); on stderr
+tqdm's bar on a terminal; elsewhere (CI logs, nohup, SLURM)
 a plain line at most every `DMSTORE_PROGRESS_SECONDS` (default 10) seconds — done/total, rate,
 ETA — and a last line when the work ends. `--quiet` (or `set_quiet(True)`) silences both.
 
@@ -62,6 +63,16 @@ class LineProgress:
             self._line(final=True)
 
 
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where stderr lines would clutter the cell)."""
+    shell = sys.modules.get("IPython")
+    try:
+        ip = shell.get_ipython() if shell is not None else None
+    except Exception:   # noqa: BLE001  a broken IPython install: not a notebook
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
 class _Silent:
     def update(self, n: int = 1) -> None:
         pass
@@ -75,6 +86,9 @@ def progress(total: int, desc: str, unit: str = "it", enabled: bool | None = Non
     None shows it (a bar on a terminal, lines elsewhere)."""
     if _QUIET or enabled is False:
         return _Silent()
+    if in_notebook():
+        from tqdm.auto import tqdm as auto_tqdm
+        return auto_tqdm(total=total, desc=desc, unit=unit, leave=leave)
     if sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit=unit, leave=leave)
     return LineProgress(total, desc, unit, float(os.environ.get("DMSTORE_PROGRESS_SECONDS", "10")))
