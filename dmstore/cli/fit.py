@@ -29,6 +29,10 @@ from .options import Shard, store_arg
 @click.option("--tol", type=float, default=1e-6, show_default=True,
               help="Duality gap, relative to the null model's objective.")
 @click.option("--max-iter", type=click.IntRange(1), default=1000, show_default=True, help="Iteration cap per lambda.")
+@click.option("--solver", type=click.Choice(["auto", "activeset", "fista"]), default="auto", show_default=True,
+              help="lasso: auto = activeset for test targets (FISTA, then exact active-set Newton steps on "
+                   "the targets FISTA has not converged; needed when models are not >> train examples), "
+                   "fista = FISTA alone. Train targets (eq. 9) use FISTA.")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of fit models held out for lambda selection when the store has no val models.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split.")
@@ -38,7 +42,7 @@ from .options import Shard, store_arg
 @click.option("--run", default=None, metavar="NAME",
               help="Name of the sharded run this shard belongs to (the same for all N shards).")
 def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, targets, device, dtype,
-            keep_path, tol, max_iter, val_fraction, seed, shard, run):
+            keep_path, tol, max_iter, solver, val_fraction, seed, shard, run):
     """Fit one datamodel per target example, all sharing the mask matrix, and write the fits
     and weights tables.
 
@@ -58,7 +62,8 @@ def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, ta
     if (shard is None) != (run is None):
         raise click.UsageError("--shard K/N and --run NAME go together")
     r = fit(Store.open(store, "a"), experiment, alpha, estimator, targets, n_lambdas, lambda_min_ratio,
-            device, dtype, keep_path, tol, max_iter, val_fraction, seed, shard=shard, run=run)
+            device, dtype, keep_path, tol, max_iter, val_fraction, seed, shard=shard, run=run,
+            solver=solver)
     if shard is not None:
         click.echo(f"run {run} shard {shard[0]}/{shard[1]}: " + (
             "already committed, not fitted again" if r.reused else r.summary()))

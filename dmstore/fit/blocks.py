@@ -44,18 +44,25 @@ class GramBlock:
 
             def mv_all(W, cols):
                 return (mf * gm(W, cols) + self.val.gram_matvec(W, mu_v) + c * delta[:, None] * (delta @ W)) / ma
+
+            def columns_all(idx):   # (m_f G + (X_v − μ_v)ᵀ(X_v − μ_v) + c δδᵀ)[:, idx] / m_a
+                out = mf * self.G[:, idx]
+                for _, _, X in self.val.rows.chunks():
+                    Xc = X - mu_v
+                    out.addmm_(Xc.T, Xc[:, idx])
+                return (out + c * torch.outer(delta, delta[idx])) / ma
             L = float(lipschitz_power(mv_all, self.G.shape[0], 1, self.G[:, :1], iters=30)[0]) * 1.05
-            self._all = (mv_all, L)
+            self._all = (mv_all, L, columns_all)
         return self._all
 
     def problem(self, group) -> Problem:
         _, C, s = self.S[group].centered(gram=False)
         if group == "all" and self.has_val:
-            mv, L = self._all_matvec()
+            mv, L, columns = self._all_matvec()
         else:
-            mv, L = gram_matvec(self.G), self.L_fit
+            mv, L, columns = gram_matvec(self.G), self.L_fit, (lambda idx: self.G[:, idx])
         L_ = torch.full((self.n,), L, dtype=self.dtype, device=self.G.device)
-        return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_)
+        return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_, columns)
 
     def n_models(self, group):
         return np.full(self.n, self.S[group].m)

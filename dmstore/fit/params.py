@@ -11,6 +11,7 @@ from .estimators import Estimator, estimator
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEVICES = ("auto", "cpu", "cuda")
+SOLVERS = ("auto", "activeset", "fista")   # lasso: see fit.activeset.use_activeset
 
 
 def resolve_device(device: str) -> torch.device:
@@ -30,7 +31,8 @@ class FitParams:
     """estimator: lasso | ridge | ols | diff_means | diff_means_correct; n_lambdas, lambda_min_ratio:
     the λ path (from each target's λ_max down to λ_max·ratio); tol: duality gap relative to the
     null model's objective; val_fraction, seed: the hash split of fit models for λ selection when
-    the store has no val models; block_size: targets per block (None: ~1 GiB of work arrays)."""
+    the store has no val models; block_size: targets per block (None: ~1 GiB of work arrays);
+    solver (lasso): activeset | fista | auto (= activeset where targets share one operator)."""
     estimator: str = "lasso"
     n_lambdas: int = 30
     lambda_min_ratio: float = 1e-3
@@ -42,6 +44,7 @@ class FitParams:
     val_fraction: float = 0.1
     seed: int = 0
     block_size: int | None = None
+    solver: str = "auto"
 
     def __post_init__(self):
         estimator(self.estimator)   # a known estimator
@@ -56,6 +59,8 @@ class FitParams:
             raise InputError(f"val_fraction must be in (0, 1), got {self.val_fraction}", params=("val_fraction",))
         if self.device not in DEVICES:
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}", params=("device",))
+        if self.solver not in SOLVERS:
+            raise InputError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}", params=("solver",))
         if self.block_size is not None and self.block_size < 1:
             raise InputError("block_size must be >= 1", params=("block_size",))
 
@@ -74,7 +79,7 @@ class FitParams:
 
     def solver_options(self) -> dict:
         return dict(n_lambdas=self.path_length, lambda_min_ratio=self.lambda_min_ratio, tol=self.tol,
-                    max_iter=self.max_iter, keep_path=self.keep_path)
+                    max_iter=self.max_iter, keep_path=self.keep_path, solver=self.solver)
 
     def record(self) -> dict:
         """The settings as recorded in fit_runs.params and in a sharded run."""

@@ -33,6 +33,7 @@ from ..progress import progress as progress_bar
 from ..storage import log
 from ..store.validate import check_alpha
 from . import runs
+from .activeset import solver_choice
 from .blocks import GramBlock, RowBlock
 from .params import FitParams, resolve_device
 from .predictions import eval_predictions
@@ -48,15 +49,18 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         dtype: str = "float32", keep_path: bool = False, tol: float = 1e-6, max_iter: int = 1000,
         val_fraction: float = 0.1, seed: int = 0, block_size: int | None = None,
         progress: bool | None = None, reuse: bool = False, shard: tuple[int, int] | None = None,
-        run: str | None = None) -> FitResult:
+        run: str | None = None, solver: str = "auto") -> FitResult:
     """Fit datamodels for `targets` ('test' | 'train' | 'all' | ids) of (experiment, alpha) and
     write them into the store. See the module docstring for the objective and the procedure.
     `shard` = (K, N) with `run` = NAME fits the K-th of N shares of the targets as part of the one
     fit (one fit_id) that run NAME's N shards form together (see `dmstore.fit.runs`); a shard
-    already committed is not fitted again. `reuse`: return an identical earlier fit instead."""
+    already committed is not fitted again. `reuse`: return an identical earlier fit instead.
+    `solver` (lasso): 'activeset' (FISTA then active-set Newton steps, robust when models are not
+    ≫ features), 'fista' (plain batched FISTA), or 'auto' (activeset wherever targets share one
+    Gram matrix, i.e. test targets)."""
     store.require_writable()
     p = FitParams(estimator, n_lambdas, lambda_min_ratio, device, dtype, keep_path, tol, max_iter,
-                  val_fraction, seed, block_size)
+                  val_fraction, seed, block_size, solver)
     if (shard is None) != (run is None):
         raise InputError("shard and run go together: name the run the N shards form", params=("shard", "run"))
     if shard is not None and not 0 <= shard[0] < shard[1]:
@@ -121,13 +125,15 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     bar = progress_bar(total=(len(test_blocks) + len(train_blocks)) * p.path_length, desc=f"fit {p.estimator}",
                        unit="λ-block", enabled=progress)
     out, cache = Collected(), {}
+    runtime = {"solver": solver_choice(p.solver, test_t.size, train_t.size)} if est.name == "lasso" else {}
     for bi, block_t in enumerate(test_blocks):
         S_fit, S_val, val_rows, _ = scan(store, experiment, alpha, block_t, None, val_ids, dev, dt,
                                          est.on_correctness, need_gram=bi == 0)
         if S_fit.xx is not None:   # the one d×d matrix of the fit: centred in place, kept for every block
-            cache["G"] = center_gram_(S_fit.xx, S_fit.sx, S_fit.m)
+            runtime["gram"] = f"{S_fit.gram.kernel} products, {str(S_fit.xx.dtype)[6:]} counts"
+            cache["G"] = center_gram_(S_fit.xx, S_fit.sx, S_fit.m).to(dt)
             cache["L"] = lipschitz_gram(cache["G"])
-            S_fit.xx = None
+            S_fit.xx = S_fit.gram = None
         block = GramBlock(S_fit, S_val, val_rows, cache["G"], cache["L"], dt)
         rows, weights, _ = est.solve(block, opts, bar)
         out.add(rows, weights, block_t)
@@ -141,6 +147,8 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
         del block, X, Y
     bar.close()
     preds = eval_predictions(store, experiment, alpha, out, dev, dt)
+    if runtime:
+        params["runtime"] = runtime     # recorded in fit_runs.params, never part of the fit's identity
     result = write(store, experiment, alpha, p.estimator, out, preds, dict(
         n_fit=n_fit, n_val=n_val, val_source=val_source, n_targets=int(tids.size), n_lambdas=p.path_length,
         lambda_min_ratio=p.lambda_min_ratio if est.path else None, tol=p.tol if est.reports_gap else None,

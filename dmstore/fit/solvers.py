@@ -28,11 +28,13 @@ FLOPS = {"matvec": 0}
 @dataclass
 class Problem:
     """One block of targets: `matvec(W[d, k], cols[k]) → H W`; C [d, n]; s [n]; L [n] an upper
-    bound of H's largest eigenvalue (per column)."""
+    bound of H's largest eigenvalue (per column); `columns(idx) → H[:, idx]` [d, len(idx)] when
+    every column shares one H (the active-set Newton steps need it), else None."""
     matvec: Matvec
     C: torch.Tensor
     s: torch.Tensor
     L: torch.Tensor
+    columns: Callable | None = None
 
     @property
     def n(self) -> int:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .gram import Accumulator
+
 
 @dataclass
 class Stats:
@@ -22,22 +24,23 @@ class Stats:
     xy: torch.Tensor      # [d, n] float64
     sy: torch.Tensor      # [n]
     yy: torch.Tensor      # [n]
+    gram: Accumulator | None = None   # exact counts behind xx (fit.gram)
 
     @classmethod
     def zeros(cls, d: int, n: int, device, gram: bool = True, gram_dtype=torch.float64) -> "Stats":
-        """Empty statistics; the Gram (when `gram`) in `gram_dtype`: float32 holds 0/1 counts
-        exactly up to 2²⁴ models, at half the memory."""
+        """Empty statistics; the Gram (when `gram`) exact (`fit.gram.Accumulator`: float32 counts
+        while they fit in 2²⁴ models, float64 after; the kernel chosen for the device)."""
         z = lambda *s: torch.zeros(*s, dtype=torch.float64, device=device)  # noqa: E731
-        xx = torch.zeros(d, d, dtype=gram_dtype, device=device) if gram else None
-        return cls(0, z(d), xx, z(d, n), z(n), z(n))
+        acc = Accumulator(d, device, gram_dtype) if gram else None
+        return cls(0, z(d), None if acc is None else acc.xx, z(d, n), z(n), z(n), acc)
 
     def add(self, X: torch.Tensor, Y: torch.Tensor) -> None:
-        """X: 0/1 [c, d] in the compute dtype; Y: [c, n]. ΣxxT is accumulated in place (no d×d
-        temporary); in float32 it is exact for m < 2²⁴ (every partial sum is an integer)."""
+        """X: 0/1 [c, d] in the compute dtype; Y: [c, n]. ΣxxT exact (see `fit.gram`)."""
         self.m += X.shape[0]
         self.sx += X.sum(0, dtype=torch.float64)
-        if self.xx is not None:
-            self.xx.addmm_(X.T.to(self.xx.dtype), X.to(self.xx.dtype))
+        if self.gram is not None:
+            self.gram.add(X)
+            self.xx = self.gram.xx
         self.xy += (X.T @ Y).double()
         Yd = Y.double()
         self.sy += Yd.sum(0)

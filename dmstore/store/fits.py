@@ -31,7 +31,7 @@ from .commit import MAX_RETRIES, commit_unit, release_fit_id, reserve_fit_id
 
 SCORE_KEYS = ("source", "file", "kind", "digest", "layout", "targets", "top_k", "params")
 ATTRIBUTE_KEYS = {"method", "library", "models_trained", "recipe"}   # an older attribute fit's params
-NOT_IDENTITY = {"compute_seconds", "n_clamped", "run", "n_shards"}   # timings, outcomes, shard bookkeeping
+NOT_IDENTITY = {"compute_seconds", "n_clamped", "run", "n_shards", "runtime"}   # timings, outcomes, run-time choices, shards
 
 
 def canonical(name: str, experiment: str, alpha: float, params: dict, n_fit: int, n_val: int) -> dict:

@@ -1,0 +1,106 @@
+"""The LASSO solvers where models are not ≫ features, against scikit-learn's Lasso: both
+solvers on an m < d store, feature-sign steps that must grow the support many times from zero,
+and the certificate (the full problem's duality gap) that decides `converged`."""
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import Lasso
+
+from dmstore import Store
+from dmstore.fit import activeset, fit
+from dmstore.fit.solvers import Problem, gram_matvec, lasso_objective_gap, lipschitz_gram
+
+
+def lasso_objective(Xa, ya, w, b, lam):
+    return ((Xa @ w + b - ya) ** 2).mean() / 2 + lam * np.abs(w).sum()
+
+
+def gram_problem(X, y):
+    """The centred problem of the solvers for rows X [m, d] (float64) and targets y [m, n]."""
+    Xc = X - X.mean(0)
+    yc = y - y.mean(0)
+    m = X.shape[0]
+    G = torch.as_tensor(Xc.T @ Xc / m)
+    C = torch.as_tensor(Xc.T @ yc / m)
+    s = torch.as_tensor((yc * yc).sum(0) / m)
+    L = torch.full((y.shape[1],), lipschitz_gram(G))
+    return Problem(gram_matvec(G), C, s, L, lambda idx: G[:, idx])
+
+
+@pytest.mark.parametrize("solver", ["activeset", "fista", "auto"])
+def test_fewer_models_than_features(tmp_path, solver):
+    """m = 60 fit models, d = 90 features: X_cᵀX_c is singular, the objective is still unique;
+    each (target, λ) of the path matches sklearn's objective and is certified converged."""
+    rng = np.random.default_rng(3)
+    d, nt, m_fit, m_val = 90, 3, 60, 20
+    X = rng.random((m_fit + m_val, d)) < 0.5
+    th = rng.normal(size=(d, d + nt)) * (rng.random((d, d + nt)) < 0.1)
+    Y = (X @ th + 0.3 * rng.normal(size=(m_fit + m_val, d + nt))).astype(np.float32)
+    st = Store.create(tmp_path / "s", train_size=d, test_size=nt)
+    roles = np.array(["fit"] * m_fit + ["val"] * m_val, dtype=object)
+    st.append("e", 0.5, X, Y, np.arange(d + nt), roles=roles, check_alpha=False)
+    r = fit(st, "e", 0.5, n_lambdas=5, lambda_min_ratio=1e-2, dtype="float64", tol=1e-10, max_iter=200000,
+            keep_path=True, solver=solver, progress=False)
+    con = st.connect()
+    fits = con.sql("SELECT * FROM fits WHERE fit_id = $f", params={"f": r.fit_id}).fetchnumpy()
+    w = con.sql("SELECT target_id, lam, train_id, weight FROM weights WHERE fit_id = $f",
+                params={"f": r.fit_id}).fetchnumpy()
+    assert fits["converged"].all() and (fits["rel_gap"] <= 1e-10).all()
+    for i in range(fits["lam"].size):
+        t, lam, sel = int(fits["target_id"][i]), float(fits["lam"][i]), bool(fits["selected"][i])
+        rows = np.flatnonzero((roles == "fit") | sel)          # the selected λ is refitted on fit + val
+        Xa, ya = X[rows].astype(float), Y[rows, t].astype(float)
+        sk = Lasso(alpha=lam, tol=1e-12, max_iter=1_000_000).fit(Xa, ya)
+        k = (w["target_id"] == t) & (w["lam"] == lam)
+        wv = np.zeros(d)
+        wv[w["train_id"][k]] = w["weight"][k]
+        ours, ref = lasso_objective(Xa, ya, wv, fits["bias"][i], lam), lasso_objective(Xa, ya, sk.coef_, sk.intercept_, lam)
+        assert ours <= ref * (1 + 1e-7), (t, lam, ours, ref)     # never worse than sklearn's optimum
+        assert ours >= ref * (1 - 1e-6), (t, lam, ours, ref)     # and sklearn is optimal: equal
+
+
+def test_feature_sign_grows_the_support_from_zero(monkeypatch):
+    """From w = 0, adding at most 3 violating features per step, the steps must grow the support
+    many times (and drop features whose coefficient reaches zero) to reach sklearn's optimum;
+    the result's duality gap on the full problem is at rounding level."""
+    rng = np.random.default_rng(7)
+    m, d, n = 150, 120, 2
+    X = (rng.random((m, d)) < 0.5).astype(float)
+    th = rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.25)
+    y = X @ th + 0.5 * rng.normal(size=(m, n))
+    P = gram_problem(X, y)
+    monkeypatch.setattr(activeset, "GROW", 3)
+    monkeypatch.setattr(activeset, "MAX_STEPS", 500)
+    steps = []
+    real = activeset._solve_spd
+    monkeypatch.setattr(activeset, "_solve_spd", lambda A, b: (steps.append(A.shape[0]), real(A, b))[1])
+    for j in range(n):
+        lam = 0.02 * float(P.C[:, j].abs().max())
+        steps.clear()
+        w, hw = activeset.newton_column(P, j, torch.zeros(d, dtype=torch.float64), lam)
+        sk = Lasso(alpha=lam, tol=1e-14, max_iter=1_000_000).fit(X, y[:, j])
+        support = int((sk.coef_ != 0).sum())
+        assert support > 15 and len(steps) >= support // 3    # grown 3 at a time: many steps
+        assert max(steps) >= support
+        np.testing.assert_allclose(w.numpy(), sk.coef_, atol=1e-7)
+        _, gap, _ = lasso_objective_gap(w[:, None], hw[:, None], P.C[:, j:j + 1], P.s[j:j + 1],
+                                        torch.tensor([lam], dtype=torch.float64))
+        assert float(gap[0]) <= 1e-12 * float(P.s[j])
+
+
+def test_converged_is_decided_by_the_full_gap(monkeypatch):
+    """Newton steps that cannot settle (one step allowed) leave the column to FISTA: the result is
+    still certified by the full problem's gap, never by the step's own bookkeeping."""
+    rng = np.random.default_rng(11)
+    m, d, n = 120, 100, 4
+    X = (rng.random((m, d)) < 0.5).astype(float)
+    y = X @ (rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.3)) + rng.normal(size=(m, n))
+    P = gram_problem(X, y)
+    lam = 0.01 * P.C.abs().amax(0)
+    monkeypatch.setattr(activeset, "FISTA_FIRST", 1)
+    monkeypatch.setattr(activeset, "MAX_STEPS", 1)
+    sol = activeset.lasso_activeset(P, lam, torch.zeros(d, n, dtype=torch.float64), tol=1e-9, max_iter=100000)
+    _, gap, _ = lasso_objective_gap(sol.W, P.matvec(sol.W, torch.arange(n)), P.C, P.s, lam)
+    rel = gap / (0.5 * P.s)
+    assert sol.converged.all() and (rel <= 1e-9).all()
+    torch.testing.assert_close(sol.rel_gap, rel, rtol=1e-3, atol=1e-15)

@@ -1,0 +1,82 @@
+"""Exact Gram counts of 0/1 masks, bit-equal to numpy's int64 product: every kernel, chunk sizes
+that divide nothing, all-zero and all-one columns, the float32 → float64 promotion before counts
+pass what float32 holds, and the kernel a fit used recorded in fit_runs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dmstore import Store
+from dmstore.fit import fit, gram
+from dmstore.fit.stats import Stats
+
+
+def masks(m, d, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((m, d)) < 0.5
+    X[:, 3] = False        # a feature no model was trained on
+    X[:, 5] = True         # one every model was trained on
+    return X
+
+
+def stream(acc, X, rows):
+    for lo in range(0, X.shape[0], rows):
+        acc.add(torch.as_tensor(X[lo:lo + rows]))
+    return acc
+
+
+@pytest.mark.parametrize("kernel", ["float32", "float64", "int8"])
+@pytest.mark.parametrize("rows", [1, 37, 1000])
+def test_counts_bit_equal_to_numpy(kernel, rows):
+    X = masks(531, 43)                         # 531 = 3²·59: no chunk size divides it
+    acc = stream(gram.Accumulator(43, "cpu", torch.float32, kernel=kernel), X, rows)
+    ref = X.astype(np.int64).T @ X.astype(np.int64)
+    assert acc.m == 531
+    got = acc.xx.numpy()
+    assert np.array_equal(got.astype(np.int64), ref) and np.array_equal(got, ref.astype(got.dtype))
+    assert (got[3] == 0).all() and got[5, 5] == 531 and np.array_equal(got[5], X.sum(0))
+
+
+def test_int8_kernel_pads_odd_shapes():
+    """_int_mm needs multiples of 8 and more than 16 rows: 1, 9 and 17 rows of 13 features."""
+    for r in (1, 9, 17):
+        X = torch.as_tensor(masks(r, 13, seed=r))
+        assert torch.equal(gram.int8_gram(X).long(), X.long().T @ X.long())
+
+
+@pytest.mark.parametrize("kernel", ["float32", "int8"])
+def test_promotes_to_float64_before_counts_pass_float32(monkeypatch, kernel):
+    """With float32's exact limit lowered to 64 models, a float32 chunk never holds more than 63
+    rows and the accumulator is float64 before its count reaches 64: the counts stay exact."""
+    monkeypatch.setattr(gram, "EXACT", {torch.float32: 64, torch.float64: 1 << 53})
+    X = masks(300, 17, seed=2)
+    acc = gram.Accumulator(17, "cpu", torch.float32, kernel=kernel)
+    stream(acc, X[:50], 50)
+    assert acc.xx.dtype == torch.float32
+    stream(acc, X[50:], 250)                   # one chunk of 250 rows: split by the float32 kernel
+    assert acc.xx.dtype == torch.float64
+    assert np.array_equal(acc.xx.numpy(), (X.astype(np.int64).T @ X.astype(np.int64)).astype(np.float64))
+
+
+def test_stats_gram_is_the_accumulators():
+    X = masks(100, 9, seed=4)
+    S = Stats.zeros(9, 2, "cpu", gram=True, gram_dtype=torch.float32)
+    for lo in (0, 33, 66):
+        S.add(torch.as_tensor(X[lo:lo + 33 + (lo == 66)]).float(), torch.zeros(33 + (lo == 66), 2))
+    assert S.m == 100 and np.array_equal(S.xx.numpy(), X.T.astype(np.float32) @ X.astype(np.float32))
+
+
+def test_the_kernel_and_solver_a_fit_used_are_recorded(tmp_path):
+    st = Store.create(tmp_path / "s", train_size=12, test_size=2)
+    rng = np.random.default_rng(0)
+    X = rng.random((80, 12)) < 0.5
+    st.append("e", 0.5, X, rng.normal(size=(80, 14)).astype(np.float32), np.arange(14), check_alpha=False)
+    r = fit(st, "e", 0.5, targets="all", n_lambdas=3, progress=False)
+    params = json.loads(st.connect().sql("SELECT params FROM fit_runs WHERE fit_id = $f",
+                                         params={"f": r.fit_id}).fetchall()[0][0])
+    rt = params["runtime"]
+    assert rt["gram"] == f"{gram.kernel_for('cpu', torch.float32)} products, float32 counts"
+    assert set(rt["solver"]) == {"test", "train"} and "feature-sign" in rt["solver"]["test"]
+    again = fit(st, "e", 0.5, targets="all", n_lambdas=3, progress=False, reuse=True)
+    assert again.fit_id == r.fit_id          # run-time choices are not part of the fit's identity
