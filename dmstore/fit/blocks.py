@@ -46,11 +46,8 @@ class GramBlock:
                 return (mf * gm(W, cols) + self.val.gram_matvec(W, mu_v) + c * delta[:, None] * (delta @ W)) / ma
 
             def columns_all(idx):   # (m_f G + (X_v − μ_v)ᵀ(X_v − μ_v) + c δδᵀ)[:, idx] / m_a
-                out = mf * self.G[:, idx]
-                for _, _, X in self.val.rows.chunks():
-                    Xc = X - mu_v
-                    out.addmm_(Xc.T, Xc[:, idx])
-                return (out + c * torch.outer(delta, delta[idx])) / ma
+                return (mf * self.G[:, idx] + self.val.gram_columns(idx, mu_v)
+                        + c * torch.outer(delta, delta[idx])) / ma
             L = float(lipschitz_power(mv_all, self.G.shape[0], 1, self.G[:, :1], iters=30)[0]) * 1.05
             self._all = (mv_all, L, columns_all)
         return self._all

@@ -77,6 +77,15 @@ class ValRows:
             out.addmm_(Xc.T, Xc @ W)
         return out
 
+    def gram_columns(self, idx: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """((X − μ)ᵀ (X − μ))[:, idx]  [d, len(idx)] (recomputed per call: callers that need the
+        same columns again should keep them)."""
+        out = torch.zeros(self.rows.d, idx.numel(), dtype=mu.dtype, device=mu.device)
+        for _, _, X in self.rows.chunks():
+            Xc = X - mu
+            out.addmm_(Xc.T, Xc[:, idx])
+        return out
+
     def mse(self, W: torch.Tensor, mu: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Mean over the rows of (y − ȳ − (x − μ)ᵀw)², per column [n]."""
         tot = torch.zeros(W.shape[1], dtype=W.dtype, device=W.device)
