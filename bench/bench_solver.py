@@ -1,17 +1,19 @@
-"""Benchmark: the LASSO solvers at the paper's shape, where models are not ≫ features — FISTA
-with active-set Newton steps (`solver='activeset'`, the default for test targets) against plain
-batched FISTA (`solver='fista'`, the solver before issue 26), in one run on the same store.
+"""Benchmark: the LASSO solvers at the paper's shape, where models are not ≫ features — working
+sets (`solver='workingset'`, the default for test targets), FISTA with active-set Newton steps on
+the full problem ('activeset') and plain batched FISTA ('fista', the solver before issue 26), in
+one run on the same store; the last solver named is the baseline of the ratios.
 
-    python bench/bench_solver.py --d 12000 --m 16000 --n 40       # issue 26's first case
-    python bench/bench_solver.py --d 20000 --m 5000 --n 40        # m < d
+    python bench/bench_solver.py --d 12000 --m 16000 --n 40 --solvers workingset   # issue 26's first case
+    python bench/bench_solver.py --d 20000 --m 5000 --n 40 --solvers workingset    # m < d
+    python bench/bench_solver.py --d 12000 --m 16000 --n 40 --solvers workingset,fista --patience 3
     python bench/bench_solver.py --quick
 
 Prints per solver: wall time of `fit` (read + Gram + 10-λ path + selection + refit + write),
 inner iterations (sum and max per (target, λ)), operator flops, (target, λ) pairs at the
 iteration cap, the worst relative duality gap (the full problem's certificate), and the held-out
-LDS on eval models; then the ratio FISTA / working set and the largest difference of the
-selected datamodels' objective values. `--skip-fista` times the active-set solver alone (FISTA took
-more than 12 minutes at d = 20,000, m = 5,000 before).
+LDS on eval models; then each solver's ratio to the baseline and the largest difference of their
+eval predictions. (FISTA took 323 s at d = 12,000 and more than 12 minutes at d = 20,000, m = 5,000
+before issue 26: name fewer solvers there.)
 """
 from __future__ import annotations
 
@@ -35,7 +37,10 @@ from dmstore.testing import datamodel_data  # noqa: E402
 
 def main():
     a = options(__doc__, quick=dict(d=2000, m=2500, n=20), d=12000, m=16000, n=40, lambdas=10, eval=400,
-                tol=1e-6, max_iter=1000, skip_fista=False)
+                tol=1e-6, max_iter=1000,
+                solvers=("workingset,activeset,fista", "comma-separated; the last is the baseline"),
+                patience=(0, "path_patience of every solver but the baseline, the last named when several "
+                              "are (0: the whole path)"))
     n_val = a.m // 10
     print(f"data: d={a.d} train examples, m={a.m} models ({a.m - n_val} fit + {n_val} val) + {a.eval} eval, "
           f"{a.n} test targets, alpha=0.5; {a.lambdas}-lambda path to 1e-3·λmax, tol {a.tol:g}, max_iter "
@@ -47,28 +52,32 @@ def main():
     st.append("bench", 0.5, X, Y, np.arange(a.d, a.d + a.n), roles=roles)
     del X, Y
     out = {}
-    for solver in (("activeset",) if a.skip_fista else ("activeset", "fista")):
+    names = a.solvers.split(",")
+    for solver in names:
+        patience = (a.patience or None) if len(names) == 1 or solver != names[-1] else None
         solvers.FLOPS["matvec"] = 0
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             r = dmstore.Store.open(st.root, "a").fit("bench", 0.5, n_lambdas=a.lambdas, lambda_min_ratio=1e-3,
-                                                      tol=a.tol, max_iter=a.max_iter, solver=solver, progress=False)
+                                                      tol=a.tol, max_iter=a.max_iter, solver=solver, progress=False,
+                                                      path_patience=patience)
         wall = time.perf_counter() - t0
         con = dmstore.connect(st.root)
         f = con.sql(f"SELECT n_iter, rel_gap, converged FROM fits WHERE fit_id = {r.fit_id}").fetchnumpy()
         lds = con.sql(f"SELECT lds FROM estimator_comparison WHERE fit_id = {r.fit_id}").fetchall()[0][0]
         out[solver] = (wall, r.fit_id, lds)
-        print(f"{solver:8s} {wall:8.1f} s   iterations sum {int(f['n_iter'].sum()):7d} max {int(f['n_iter'].max()):5d}   "
+        label = solver + (f"+patience {patience}" if patience else "")
+        print(f"{label:21s} {wall:8.1f} s   iterations sum {int(f['n_iter'].sum()):7d} max {int(f['n_iter'].max()):5d}   "
               f"operator {solvers.FLOPS['matvec'] / 1e12:7.2f} TFLOP   at cap {int((~f['converged']).sum()):3d}   "
               f"worst rel gap {float(np.nanmax(f['rel_gap'])):.2e}   held-out LDS {lds:.4f}")
-    if "fista" in out:
-        con = dmstore.connect(st.root)
-        ws, fi = out["activeset"][1], out["fista"][1]
+    base = names[-1]
+    con = dmstore.connect(st.root)
+    for solver in names[:-1]:
         d_pred = con.sql(f"""SELECT max(abs(a.predicted - b.predicted)) FROM eval_predictions a JOIN eval_predictions b
-            USING (model_id, target_id) WHERE a.fit_id = {ws} AND b.fit_id = {fi}""").fetchall()[0][0]
-        print(f"ratio fista / activeset: {out['fista'][0] / out['activeset'][0]:.1f}x wall; held-out LDS "
-              f"{out['activeset'][2]:.4f} vs {out['fista'][2]:.4f}; largest difference of eval predictions {d_pred:.2e} "
+            USING (model_id, target_id) WHERE a.fit_id = {out[solver][1]} AND b.fit_id = {out[base][1]}""").fetchall()[0][0]
+        print(f"ratio {base} / {solver}: {out[base][0] / out[solver][0]:.1f}x wall; held-out LDS "
+              f"{out[solver][2]:.4f} vs {out[base][2]:.4f}; largest difference of eval predictions {d_pred:.2e} "
               f"(margin units)")
 
 

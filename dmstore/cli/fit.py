@@ -29,10 +29,16 @@ from .options import Shard, store_arg
 @click.option("--tol", type=float, default=1e-6, show_default=True,
               help="Duality gap, relative to the null model's objective.")
 @click.option("--max-iter", type=click.IntRange(1), default=1000, show_default=True, help="Iteration cap per lambda.")
-@click.option("--solver", type=click.Choice(["auto", "activeset", "fista"]), default="auto", show_default=True,
-              help="lasso: auto = activeset for test targets (FISTA, then exact active-set Newton steps on "
-                   "the targets FISTA has not converged; needed when models are not >> train examples), "
-                   "fista = FISTA alone. Train targets (eq. 9) use FISTA.")
+@click.option("--solver", type=click.Choice(["auto", "workingset", "activeset", "fista"]), default="auto",
+              show_default=True,
+              help="lasso: auto = workingset for test targets (sub-problems on a growing set of features, "
+                   "each solved by FISTA then exact active-set Newton steps, certified by the full duality "
+                   "gap; fast when models are not >> train examples), activeset = FISTA then Newton steps "
+                   "on the full problem, fista = FISTA alone. Train targets (eq. 9) use FISTA.")
+@click.option("--path-patience", type=click.IntRange(1), default=None, metavar="K",
+              help="lasso, ridge: a target leaves the lambda path after K consecutive lambdas whose validation "
+                   "MSE is above its best (the smallest lambdas of a long path are the slowest and are rarely "
+                   "selected); the lambdas it skips have no rows in fits. Default: the whole path.")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of fit models held out for lambda selection when the store has no val models.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split.")
@@ -42,7 +48,7 @@ from .options import Shard, store_arg
 @click.option("--run", default=None, metavar="NAME",
               help="Name of the sharded run this shard belongs to (the same for all N shards).")
 def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, targets, device, dtype,
-            keep_path, tol, max_iter, solver, val_fraction, seed, shard, run):
+            keep_path, tol, max_iter, solver, path_patience, val_fraction, seed, shard, run):
     """Fit one datamodel per target example, all sharing the mask matrix, and write the fits
     and weights tables.
 
@@ -54,6 +60,7 @@ def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, ta
     \b
       dmstore fit runs --experiment cifar10 --alpha 0.5
       dmstore fit runs --experiment cifar10 --alpha 0.5 --targets train --lambdas 15 --keep-path
+      dmstore fit runs --experiment cifar10 --alpha 0.5 --path-patience 3
       dmstore fit runs --experiment cifar10 --alpha 0.5 --estimator diff_means
       dmstore fit runs --experiment cifar10 --alpha 0.5 --shard $SLURM_ARRAY_TASK_ID/8 --run lasso-a50
     """
@@ -63,7 +70,7 @@ def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, ta
         raise click.UsageError("--shard K/N and --run NAME go together")
     r = fit(Store.open(store, "a"), experiment, alpha, estimator, targets, n_lambdas, lambda_min_ratio,
             device, dtype, keep_path, tol, max_iter, val_fraction, seed, shard=shard, run=run,
-            solver=solver)
+            solver=solver, path_patience=path_patience)
     if shard is not None:
         click.echo(f"run {run} shard {shard[0]}/{shard[1]}: " + (
             "already committed, not fitted again" if r.reused else r.summary()))

@@ -33,18 +33,13 @@ MAX_STEPS = 40        # Newton steps per column
 GROW = 256            # most violating features added per step
 
 
-def use_activeset(solver: str, P: Problem) -> bool:
-    """'auto' and 'activeset' use Newton steps where the block has a shared explicit operator;
-    'fista' never does; eq. 9's per-target operators have none and keep FISTA."""
-    return solver != "fista" and P.columns is not None
-
-
 def solver_choice(solver: str, n_test: int, n_train: int) -> dict:
     """What each kind of target block runs, as recorded in `fit_runs.params.runtime.solver`."""
     newton = f"fista, then feature-sign steps on columns open after {FISTA_FIRST} iterations"
     out = {}
     if n_test:
-        out["test"] = "fista" if solver == "fista" else newton
+        out["test"] = {"fista": "fista", "activeset": newton}.get(
+            solver, f"working sets certified by the full gap; on each, {newton}")
     if n_train:
         out["train"] = "fista (eq. 9: one operator per target, no shared columns)"
     return out
@@ -85,7 +80,8 @@ def _line_search(w: torch.Tensor, new: torch.Tensor, HSw: torch.Tensor, HSd: tor
 def newton_column(P: Problem, j: int, w: torch.Tensor, lam: float):
     """Feature-sign search (active-set Newton steps with a line search, so the objective never
     rises) for column j from w [d], in float64: (w, Hw) of the exact solution, or None when it
-    did not settle within MAX_STEPS (or the support outgrew MAX_SUPPORT)."""
+    did not settle within MAX_STEPS (or the support outgrew MAX_SUPPORT). Reads H's columns by
+    `P.columns(idx, j)`."""
     d = w.shape[0]
     c = P.C[:, j].double()
     w = w.double().clone()
@@ -96,7 +92,7 @@ def newton_column(P: Problem, j: int, w: torch.Tensor, lam: float):
             return None
         hw = torch.zeros(d, dtype=torch.float64, device=w.device)
         if idx.numel():
-            Hc = P.columns(idx).double()                        # H[:, S]  [d, |S|]
+            Hc = P.columns(idx, j).double()                       # H[:, S]  [d, |S|]
             HSS = Hc[idx]
             new = _solve_spd(HSS, c[idx] - lam * theta[idx])
             if new is None:
@@ -123,11 +119,12 @@ def newton_column(P: Problem, j: int, w: torch.Tensor, lam: float):
 
 
 def lasso_activeset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float = 1e-6,
-                    max_iter: int = 1000) -> Solution:
-    """FISTA for FISTA_FIRST iterations; Newton steps on the columns still open (certified by
-    their duality gap computed in float64); FISTA again on those the steps did not certify
-    (within max_iter in all). Same Solution as `lasso_solve`."""
-    sol = lasso_solve(P, lam, W0, tol, min(max_iter, FISTA_FIRST))
+                    max_iter: int = 1000, fista_first: int | None = None) -> Solution:
+    """FISTA for `fista_first` (FISTA_FIRST) iterations; Newton steps on the columns still open
+    (certified by their duality gap computed in float64); FISTA again on those the steps did not
+    certify (within max_iter in all). Same Solution as `lasso_solve`."""
+    first = FISTA_FIRST if fista_first is None else fista_first
+    sol = lasso_solve(P, lam, W0, tol, min(max_iter, first))
     open_ = (~sol.converged).nonzero().squeeze(1)
     if not open_.numel():
         return sol
@@ -143,9 +140,9 @@ def lasso_activeset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float 
             sol.W[:, j], sol.HW[:, j], sol.r2[j] = w.to(sol.W.dtype), hw.to(sol.W.dtype), r2[0].to(sol.r2.dtype)
             sol.rel_gap[j], sol.converged[j] = rel, rel <= tol
     still = (~sol.converged).nonzero().squeeze(1)
-    if still.numel() and max_iter > FISTA_FIRST:
+    if still.numel() and max_iter > first:
         sub = Problem(P.matvec, P.C[:, still], P.s[still], P.L[still], P.columns)
-        rest = lasso_solve(sub, lam[still], sol.W[:, still], tol, max_iter - FISTA_FIRST)
+        rest = lasso_solve(sub, lam[still], sol.W[:, still], tol, max_iter - first)
         sol.W[:, still], sol.HW[:, still], sol.r2[still] = rest.W, rest.HW, rest.r2
         sol.rel_gap[still], sol.converged[still] = rest.rel_gap, rest.converged
         sol.n_iter[still] += rest.n_iter

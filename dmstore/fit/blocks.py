@@ -15,6 +15,14 @@ from .operators import ValRows
 from .solvers import Problem, gram_matvec, lipschitz_power
 from .stats import Stats
 
+VAL_GRAM_BYTES = 1 << 30   # the val models' Gram is kept explicit up to this size (d ≤ 16,384 in float32)
+
+
+def gather_blocks(G: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """G[idx[b]][:, idx[b]] for every b: [k, p, p] for idx [k, p]."""
+    return G[idx[:, :, None], idx[:, None, :]]
+
+
 class GramBlock:
     """Test targets of one block, from streamed sufficient statistics: one centred float Gram
     of the fit models G_f [d, d] (shared by every block), the val models' packed rows, and
@@ -33,6 +41,18 @@ class GramBlock:
         mu, yb = self.S[group].means()
         return mu.to(self.dtype)[:, None], yb.to(self.dtype)
 
+    def _val_gram(self, mu_v):
+        """(X_v − μ_v)ᵀ(X_v − μ_v) [d, d] kept explicit when it fits VAL_GRAM_BYTES, else None (its
+        columns and blocks are then computed from the val rows on each call)."""
+        d = self.G.shape[0]
+        if d * d * self.G.element_size() > VAL_GRAM_BYTES:
+            return None
+        out = torch.zeros_like(self.G)
+        for _, _, X in self.val.rows.chunks():
+            Xc = X - mu_v
+            out.addmm_(Xc.T, Xc)
+        return out
+
     def _all_matvec(self):
         if self._all is None:
             mf, mv = self.S["fit"].m, self.S["val"].m
@@ -41,25 +61,34 @@ class GramBlock:
             delta = (self.S["fit"].sx / mf - self.S["val"].sx / mv).to(self.dtype)
             c = mf * mv / ma
             gm = gram_matvec(self.G)
+            Gv = self._val_gram(mu_v)
 
             def mv_all(W, cols):
-                return (mf * gm(W, cols) + self.val.gram_matvec(W, mu_v) + c * delta[:, None] * (delta @ W)) / ma
+                vW = gram_matvec(Gv)(W, cols) if Gv is not None else self.val.gram_matvec(W, mu_v)
+                return (mf * gm(W, cols) + vW + c * delta[:, None] * (delta @ W)) / ma
 
-            def columns_all(idx):   # (m_f G + (X_v − μ_v)ᵀ(X_v − μ_v) + c δδᵀ)[:, idx] / m_a
-                return (mf * self.G[:, idx] + self.val.gram_columns(idx, mu_v)
-                        + c * torch.outer(delta, delta[idx])) / ma
+            def columns_all(idx, j=None):   # (m_f G + (X_v − μ_v)ᵀ(X_v − μ_v) + c δδᵀ)[:, idx] / m_a
+                v = Gv[:, idx] if Gv is not None else self.val.gram_columns(idx, mu_v)
+                return (mf * self.G[:, idx] + v + c * torch.outer(delta, delta[idx])) / ma
+
+            def block_all(idx):             # the same, rows idx[b] and columns idx[b] for each b
+                d = delta[idx]
+                v = gather_blocks(Gv, idx) if Gv is not None else self.val.gram_blocks(idx, mu_v)
+                return (mf * gather_blocks(self.G, idx) + v + c * d[:, :, None] * d[:, None, :]) / ma
             L = float(lipschitz_power(mv_all, self.G.shape[0], 1, self.G[:, :1], iters=30)[0]) * 1.05
-            self._all = (mv_all, L, columns_all)
+            self._all = (mv_all, L, columns_all, block_all)
         return self._all
 
     def problem(self, group) -> Problem:
         _, C, s = self.S[group].centered(gram=False)
         if group == "all" and self.has_val:
-            mv, L, columns = self._all_matvec()
+            mv, L, columns, block = self._all_matvec()
         else:
-            mv, L, columns = gram_matvec(self.G), self.L_fit, (lambda idx: self.G[:, idx])
+            G = self.G
+            mv, L = gram_matvec(G), self.L_fit
+            columns, block = (lambda idx, j=None: G[:, idx]), (lambda idx: gather_blocks(G, idx))
         L_ = torch.full((self.n,), L, dtype=self.dtype, device=self.G.device)
-        return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_, columns)
+        return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_, columns, block)
 
     def n_models(self, group):
         return np.full(self.n, self.S[group].m)

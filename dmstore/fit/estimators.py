@@ -18,7 +18,8 @@ import torch
 
 from ..errors import InputError
 from .solvers import Problem, cg_solve, lasso_solve, ones_null
-from .activeset import lasso_activeset, use_activeset
+from .activeset import lasso_activeset
+from .workingset import lasso_workingset
 
 
 def to_numpy(v) -> np.ndarray:
@@ -45,6 +46,13 @@ class Estimator:
         raise NotImplementedError
 
 
+def _spread(v: torch.Tensor, a: torch.Tensor, n: int) -> torch.Tensor:
+    """[n]: v [len(a)] at positions a, zero (False) elsewhere."""
+    out = torch.zeros(n, dtype=v.dtype, device=v.device)
+    out[a.to(v.device)] = v
+    return out
+
+
 class PathEstimator(Estimator):
     path = True
 
@@ -67,21 +75,36 @@ class PathEstimator(Estimator):
         best_k = torch.zeros(n, dtype=torch.long, device=P.C.device)
         W_best = torch.zeros_like(P.C)
         path = []
+        patience = opts.get("path_patience")
+        active = torch.ones(n, dtype=torch.bool, device=P.C.device)   # still walking the path
+        since = torch.zeros(n, dtype=torch.long, device=P.C.device)   # λ since the best validation MSE
         for k, r in enumerate(ratios):
             lam = lam_max * float(r)
-            W, r2, gap, nit, conv = self.solve_at(P, lam, W, opts)
+            if not active.any():                # every target has left the path
+                bar.update(ratios.size - k)
+                break
+            if active.all():
+                W, r2, gap, nit, conv = self.solve_at(P, lam, W, opts)
+            else:
+                a = active.nonzero().squeeze(1)
+                Wa, *rest = self.solve_at(P.take(a), lam[a], W[:, a], opts)
+                W[:, a] = Wa
+                r2, gap, nit, conv = (_spread(v, a, n) for v in rest)
             vm = block.val_mse(W, mu, yb)
             if vm is None:
                 raise InputError("no validation models: add models with role 'val' or raise val_fraction",
                                  params=("val_fraction",))
-            better = vm < best_mse
+            better = (vm < best_mse) & active
             best_mse = torch.where(better, vm, best_mse)
             best_k = torch.where(better, torch.full_like(best_k, k), best_k)
             W_best[:, better] = W[:, better]
+            since = torch.where(better, torch.zeros_like(since), since + 1)
             path.append(dict(lam=lam, bias=yb - (mu * W).sum(0), train_mse=r2, val_mse=vm,
-                             nnz=(W != 0).sum(0), rel_gap=gap, n_iter=nit, converged=conv))
+                             nnz=(W != 0).sum(0), rel_gap=gap, n_iter=nit, converged=conv, computed=active.clone()))
             if opts["keep_path"]:
-                weights.append((lam, W.clone(), k))
+                weights.append((lam, W * active.to(W.dtype), k))
+            if patience is not None:
+                active &= since < patience
             bar.update(1)
         # refit on fit + val models at each target's selected λ
         Pa = block.problem("all")
@@ -93,6 +116,7 @@ class PathEstimator(Estimator):
         for k, p in enumerate(path):
             sel = bk == k
             row = {key: to_numpy(v) for key, v in p.items()}
+            row["computed"] = row["computed"].astype(bool)
             row["selected"] = sel
             row["n_models"] = n_fit.copy()
             row["n_models"][sel] = n_all[sel]
@@ -105,8 +129,9 @@ class PathEstimator(Estimator):
 
 
 class Lasso(PathEstimator):
-    """min ½ wᵀHw − cᵀw + λ‖w‖₁ by batched FISTA with active-set Newton steps where the block
-    shares one operator (`activeset`), from λ_max (the smallest λ with w = 0)."""
+    """min ½ wᵀHw − cᵀw + λ‖w‖₁ from λ_max (the smallest λ with w = 0): where the block shares one
+    operator, by working sets (`workingset`, solver 'auto' or 'workingset') or FISTA with
+    active-set Newton steps on the full problem ('activeset'); else (eq. 9) by batched FISTA."""
     name = "lasso"
     reports_gap = True
 
@@ -114,7 +139,10 @@ class Lasso(PathEstimator):
         return P.C.abs().amax(0).clamp_min(1e-12)
 
     def solve_at(self, P, lam, W0, opts):
-        if use_activeset(opts.get("solver", "auto"), P):
+        solver = opts.get("solver", "auto")
+        if solver in ("auto", "workingset") and P.block is not None:
+            sol = lasso_workingset(P, lam, W0, opts["tol"], opts["max_iter"])
+        elif solver == "activeset" and P.columns is not None:
             sol = lasso_activeset(P, lam, W0, opts["tol"], opts["max_iter"])
         else:
             sol = lasso_solve(P, lam, W0, opts["tol"], opts["max_iter"])

@@ -86,6 +86,17 @@ class ValRows:
             out.addmm_(Xc.T, Xc[:, idx])
         return out
 
+    def gram_blocks(self, idx: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """((X − μ)ᵀ (X − μ))[idx[b]][:, idx[b]] for every b: [k, p, p] for idx [k, p]
+        (m_v·k·p² flops)."""
+        k, p = idx.shape
+        out = torch.zeros(k, p, p, dtype=mu.dtype, device=mu.device)
+        mu_i = mu[idx]
+        for _, _, X in self.rows.chunks():
+            Xc = (X[:, idx] - mu_i).permute(1, 0, 2)                 # [k, rows, p]
+            out.baddbmm_(Xc.transpose(1, 2), Xc)
+        return out
+
     def mse(self, W: torch.Tensor, mu: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Mean over the rows of (y − ȳ − (x − μ)ᵀw)², per column [n]."""
         tot = torch.zeros(W.shape[1], dtype=W.dtype, device=W.device)

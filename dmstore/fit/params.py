@@ -11,7 +11,7 @@ from .estimators import Estimator, estimator
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEVICES = ("auto", "cpu", "cuda")
-SOLVERS = ("auto", "activeset", "fista")   # lasso: see fit.activeset.use_activeset
+SOLVERS = ("auto", "workingset", "activeset", "fista")   # lasso: see fit.estimators.Lasso
 
 
 def resolve_device(device: str) -> torch.device:
@@ -32,7 +32,10 @@ class FitParams:
     the λ path (from each target's λ_max down to λ_max·ratio); tol: duality gap relative to the
     null model's objective; val_fraction, seed: the hash split of fit models for λ selection when
     the store has no val models; block_size: targets per block (None: ~1 GiB of work arrays);
-    solver (lasso): activeset | fista | auto (= activeset where targets share one operator)."""
+    solver (lasso): workingset | activeset | fista | auto (= workingset where targets share one
+    operator, i.e. test targets); path_patience: a target leaves the λ path after this many
+    consecutive λ whose validation MSE is above its best (None: every target walks the whole path);
+    the λ it skips have no rows in `fits`."""
     estimator: str = "lasso"
     n_lambdas: int = 30
     lambda_min_ratio: float = 1e-3
@@ -45,6 +48,7 @@ class FitParams:
     seed: int = 0
     block_size: int | None = None
     solver: str = "auto"
+    path_patience: int | None = None
 
     def __post_init__(self):
         estimator(self.estimator)   # a known estimator
@@ -61,6 +65,9 @@ class FitParams:
             raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}", params=("device",))
         if self.solver not in SOLVERS:
             raise InputError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}", params=("solver",))
+        if self.path_patience is not None and self.path_patience < 1:
+            raise InputError(f"path_patience must be >= 1 (or None: the whole path), got {self.path_patience}",
+                             params=("path_patience",))
         if self.block_size is not None and self.block_size < 1:
             raise InputError("block_size must be >= 1", params=("block_size",))
 
@@ -79,7 +86,8 @@ class FitParams:
 
     def solver_options(self) -> dict:
         return dict(n_lambdas=self.path_length, lambda_min_ratio=self.lambda_min_ratio, tol=self.tol,
-                    max_iter=self.max_iter, keep_path=self.keep_path, solver=self.solver)
+                    max_iter=self.max_iter, keep_path=self.keep_path, solver=self.solver,
+                    path_patience=self.path_patience)
 
     def record(self) -> dict:
         """The settings as recorded in fit_runs.params and in a sharded run."""

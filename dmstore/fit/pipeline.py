@@ -49,7 +49,7 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         dtype: str = "float32", keep_path: bool = False, tol: float = 1e-6, max_iter: int = 1000,
         val_fraction: float = 0.1, seed: int = 0, block_size: int | None = None,
         progress: bool | None = None, reuse: bool = False, shard: tuple[int, int] | None = None,
-        run: str | None = None, solver: str = "auto") -> FitResult:
+        run: str | None = None, solver: str = "auto", path_patience: int | None = None) -> FitResult:
     """Fit datamodels for `targets` ('test' | 'train' | 'all' | ids) of (experiment, alpha) and
     write them into the store. See the module docstring for the objective and the procedure.
     `shard` = (K, N) with `run` = NAME fits the K-th of N shares of the targets as part of the one
@@ -57,10 +57,13 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     already committed is not fitted again. `reuse`: return an identical earlier fit instead.
     `solver` (lasso): 'activeset' (FISTA then active-set Newton steps, robust when models are not
     ≫ features), 'fista' (plain batched FISTA), or 'auto' (activeset wherever targets share one
-    Gram matrix, i.e. test targets)."""
+    Gram matrix, i.e. test targets). `path_patience` = K (lasso, ridge): a target stops walking
+    the λ path after K consecutive λ whose validation MSE is above its best so far (smaller λ
+    cannot be selected unless its validation curve turns down again); the λ it skips have no rows
+    in `fits`. None: the whole path for every target."""
     store.require_writable()
     p = FitParams(estimator, n_lambdas, lambda_min_ratio, device, dtype, keep_path, tol, max_iter,
-                  val_fraction, seed, block_size, solver)
+                  val_fraction, seed, block_size, solver, path_patience)
     if (shard is None) != (run is None):
         raise InputError("shard and run go together: name the run the N shards form", params=("shard", "run"))
     if shard is not None and not 0 <= shard[0] < shard[1]:

@@ -111,8 +111,9 @@ class Collected:
 
     def add(self, rows, weights, block_t: np.ndarray) -> None:
         for r in rows:
+            keep = r.pop("computed", None)          # a path's λ some targets skipped (path_patience)
             r["target_id"] = block_t
-            self.rows.append(r)
+            self.rows.append(r if keep is None or keep.all() else {k: v[keep] for k, v in r.items()})
         for lam, W, k in weights:
             Wc = to_numpy(W).astype(np.float32)
             lam_np = to_numpy(lam).astype(np.float64)

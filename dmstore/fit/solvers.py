@@ -28,17 +28,26 @@ FLOPS = {"matvec": 0}
 @dataclass
 class Problem:
     """One block of targets: `matvec(W[d, k], cols[k]) → H W`; C [d, n]; s [n]; L [n] an upper
-    bound of H's largest eigenvalue (per column); `columns(idx) → H[:, idx]` [d, len(idx)] when
-    every column shares one H (the active-set Newton steps need it), else None."""
+    bound of H's largest eigenvalue (per column); where H can be read (the active-set Newton steps
+    need it), `columns(idx, j) → H_j[:, idx]` [d, len(idx)] for column j; where every column
+    shares one H (the working sets need it), `block(idx) → H[idx[b]][:, idx[b]]` [k, p, p] for
+    idx [k, p] (k index sets of p features), else None."""
     matvec: Matvec
     C: torch.Tensor
     s: torch.Tensor
     L: torch.Tensor
     columns: Callable | None = None
+    block: Callable | None = None
 
     @property
     def n(self) -> int:
         return self.C.shape[1]
+
+    def take(self, a: torch.Tensor) -> "Problem":
+        """The problem of columns a [k] of this one."""
+        cols = None if self.columns is None else (
+            lambda idx, j=None: self.columns(idx, None if j is None else int(a[j])))
+        return Problem(lambda W, c: self.matvec(W, a[c]), self.C[:, a], self.s[a], self.L[a], cols, self.block)
 
 
 def gram_matvec(G: torch.Tensor, sparse_below: float = 0.5) -> Matvec:
@@ -121,12 +130,13 @@ class Solution:
     r2: torch.Tensor      # [n] training MSE of the centred problem
 
 
-def lasso_solve(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float = 1e-6,
+def lasso_solve(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float | torch.Tensor = 1e-6,
                 max_iter: int = 1000) -> Solution:
     """FISTA for every column of the block at its own λ (lam [n]), warm-started at W0 [d, n].
-    Stops a column when gap ≤ tol · ½ s_j (the null model's objective)."""
+    Stops a column when gap ≤ tol · ½ s_j (the null model's objective); tol: one value or [n]."""
     d, n = W0.shape
     dev, dt = W0.device, W0.dtype
+    tol = torch.as_tensor(tol, dtype=torch.float64, device=dev).expand(n)
     cols = torch.arange(n, device=dev)
     W = W0.clone()
     HW = P.matvec(W, cols)
@@ -149,13 +159,13 @@ def lasso_solve(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float = 1e
             k = cols[done]
             out.W[:, k], out.HW[:, k] = W[:, done], HW[:, done]
             out.rel_gap[k], out.n_iter[k] = rel[done], it
-            out.converged[k] = rel[done] <= tol
+            out.converged[k] = rel[done] <= tol[done]
             out.r2[k] = r2[done]
             keep = ~done
             if not keep.any():
                 return out
             cols, W, HW, Wp, HWp = cols[keep], W[:, keep], HW[:, keep], Wp[:, keep], HWp[:, keep]
-            C, s, L, lam, t, scale = C[:, keep], s[keep], L[keep], lam[keep], t[keep], scale[keep]
+            C, s, L, lam, t, scale, tol = C[:, keep], s[keep], L[keep], lam[keep], t[keep], scale[keep], tol[keep]
             F, gap, r2 = F[keep], gap[keep], r2[keep]
         it += 1
         t_next = (1 + torch.sqrt(1 + 4 * t * t)) / 2

@@ -1,5 +1,6 @@
-"""The LASSO solvers where models are not ≫ features, against scikit-learn's Lasso: both
-solvers on an m < d store, feature-sign steps that must grow the support many times from zero,
+"""The LASSO solvers where models are not ≫ features, against scikit-learn's Lasso: every
+solver on an m < d store, working sets that must grow several times (and columns handed to the
+full problem), feature-sign steps that must grow the support many times from zero,
 and the certificate (the full problem's duality gap) that decides `converged`."""
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import torch
 from sklearn.linear_model import Lasso
 
 from dmstore import Store
-from dmstore.fit import activeset, fit
+from dmstore.fit import activeset, fit, workingset
 from dmstore.fit.solvers import Problem, gram_matvec, lasso_objective_gap, lipschitz_gram
 
 
@@ -24,10 +25,10 @@ def gram_problem(X, y):
     C = torch.as_tensor(Xc.T @ yc / m)
     s = torch.as_tensor((yc * yc).sum(0) / m)
     L = torch.full((y.shape[1],), lipschitz_gram(G))
-    return Problem(gram_matvec(G), C, s, L, lambda idx: G[:, idx])
+    return Problem(gram_matvec(G), C, s, L, lambda idx, j=None: G[:, idx], lambda idx: G[idx[:, :, None], idx[:, None, :]])
 
 
-@pytest.mark.parametrize("solver", ["activeset", "fista", "auto"])
+@pytest.mark.parametrize("solver", ["workingset", "activeset", "fista", "auto"])
 def test_fewer_models_than_features(tmp_path, solver):
     """m = 60 fit models, d = 90 features: X_cᵀX_c is singular, the objective is still unique;
     each (target, λ) of the path matches sklearn's objective and is certified converged."""
@@ -104,3 +105,34 @@ def test_converged_is_decided_by_the_full_gap(monkeypatch):
     rel = gap / (0.5 * P.s)
     assert sol.converged.all() and (rel <= 1e-9).all()
     torch.testing.assert_close(sol.rel_gap, rel, rtol=1e-3, atol=1e-15)
+
+
+@pytest.mark.parametrize("p_min", [4, 10_000])
+def test_working_sets_grow_until_the_full_gap_certifies(monkeypatch, p_min):
+    """From w = 0 with sets of at least 2 features, each column's working set must grow in many
+    rounds to reach sklearn's optimum (p_min = 4: a column whose set outgrows 4 features is
+    handed to the full problem; 10,000: every column stays in sub-problems). The reported gap is
+    the full problem's, recomputed here independently."""
+    rng = np.random.default_rng(5)
+    m, d, n = 200, 150, 3
+    X = (rng.random((m, d)) < 0.5).astype(float)
+    y = X @ (rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.2)) + 0.5 * rng.normal(size=(m, n))
+    P = gram_problem(X, y)
+    lam = 0.05 * P.C.abs().amax(0)
+    monkeypatch.setattr(workingset, "P0", 2)
+    monkeypatch.setattr(workingset, "P_MIN", p_min)
+    monkeypatch.setattr(workingset, "SUB_SHARE", 0.0)
+    sizes = []
+    real = workingset.grow
+    monkeypatch.setattr(workingset, "grow", lambda *a: (lambda M: (sizes.append(M.sum(0).tolist()), M)[1])(real(*a)))
+    sol = workingset.lasso_workingset(P, lam, torch.zeros(d, n, dtype=torch.float64), tol=1e-10, max_iter=100000)
+    assert len(sizes) >= (4 if p_min > d else 2) and sizes[0] == [2] * n    # grown round after round from 2
+    _, gap, _ = lasso_objective_gap(sol.W, P.matvec(sol.W, torch.arange(n)), P.C, P.s, lam)
+    rel = gap / (0.5 * P.s)
+    assert sol.converged.all() and (rel <= 1e-10).all()
+    torch.testing.assert_close(sol.rel_gap, rel, rtol=1e-3, atol=1e-15)
+    for j in range(n):
+        sk = Lasso(alpha=float(lam[j]), tol=1e-14, max_iter=1_000_000).fit(X, y[:, j])
+        np.testing.assert_allclose(sol.W[:, j].numpy(), sk.coef_, atol=1e-6)
+    if p_min > d:
+        assert max(max(s) for s in sizes) < d                       # solved on sets smaller than d
