@@ -139,7 +139,7 @@ class Lasso(PathEstimator):
         return P.C.abs().amax(0).clamp_min(1e-12)
 
     def solve_at(self, P, lam, W0, opts):
-        solver = opts.get("solver", "auto")
+        solver = opts.get("solver", "workingset")       # 'auto' is resolved by the pipeline (resolve_solver)
         if solver in ("auto", "workingset") and P.block is not None:
             sol = lasso_workingset(P, lam, W0, opts["tol"], opts["max_iter"])
         elif solver == "activeset" and P.columns is not None:

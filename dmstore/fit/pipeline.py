@@ -33,7 +33,7 @@ from ..progress import progress as progress_bar
 from ..storage import log
 from ..store.validate import check_alpha
 from . import runs
-from .activeset import solver_choice
+from .activeset import resolve_solver, solver_choice
 from .blocks import GramBlock, RowBlock
 from .params import FitParams, resolve_device
 from .predictions import eval_predictions
@@ -55,9 +55,9 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     `shard` = (K, N) with `run` = NAME fits the K-th of N shares of the targets as part of the one
     fit (one fit_id) that run NAME's N shards form together (see `dmstore.fit.runs`); a shard
     already committed is not fitted again. `reuse`: return an identical earlier fit instead.
-    `solver` (lasso): 'activeset' (FISTA then active-set Newton steps, robust when models are not
-    ≫ features), 'fista' (plain batched FISTA), or 'auto' (activeset wherever targets share one
-    Gram matrix, i.e. test targets). `path_patience` = K (lasso, ridge): a target stops walking
+    `solver` (lasso, test targets): 'workingset' (per-target working sets, `fit.workingset`),
+    'activeset' (FISTA then active-set Newton steps on the full problem), 'fista' (plain batched
+    FISTA), or 'auto' (workingset; the choice is recorded in fit_runs.params.runtime); train targets (eq. 9) use FISTA. `path_patience` = K (lasso, ridge): a target stops walking
     the λ path after K consecutive λ whose validation MSE is above its best so far (smaller λ
     cannot be selected unless its validation curve turns down again); the λ it skips have no rows
     in `fits`. None: the whole path for every target."""
@@ -119,6 +119,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
             return FitResult.from_row(store, earlier)
     test_t, train_t = tids[tids >= d], tids[tids < d]
     opts = p.solver_options()
+    opts["solver"] = resolve_solver(p.solver, d)
     block_size = p.block_size
     if block_size is None:  # ~8 [d, block] working arrays within ~1 GiB
         block_size = int(max(64, min(16384, (1 << 30) // (8 * max(d, 1) * (4 if dt == torch.float32 else 8)))))
@@ -128,7 +129,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     bar = progress_bar(total=(len(test_blocks) + len(train_blocks)) * p.path_length, desc=f"fit {p.estimator}",
                        unit="λ-block", enabled=progress)
     out, cache = Collected(), {}
-    runtime = {"solver": solver_choice(p.solver, test_t.size, train_t.size)} if est.name == "lasso" else {}
+    runtime = {"solver": solver_choice(opts["solver"], test_t.size, train_t.size)} if est.name == "lasso" else {}
     for bi, block_t in enumerate(test_blocks):
         S_fit, S_val, val_rows, _ = scan(store, experiment, alpha, block_t, None, val_ids, dev, dt,
                                          est.on_correctness, need_gram=bi == 0)

@@ -20,8 +20,8 @@ scheme, batched:
     4. Back to 1. A column is reported converged only by the full problem's gap (step 1), the
        same certificate as every other solver.
 
-A column whose set outgrows max(P_MIN, SUB_SHARE·d/√n) (the small-λ end, where the support nears min(m, d)) is solved
-on the full problem (`activeset.lasso_activeset`, warm-started where the rounds left it).
+A column whose set outgrows the sub-problem size (P_MIN below; the small-λ end, where the
+support nears min(m, d)) is solved on the full problem (`activeset.lasso_activeset`, warm-started where the rounds left it).
 
     sol = lasso_workingset(P, lam, W0, tol, max_iter)
 """
@@ -33,8 +33,9 @@ from .activeset import FISTA_FIRST, lasso_activeset, newton_column
 from .solvers import Problem, Solution, lasso_objective_gap, lasso_solve
 
 P0 = 32             # smallest working-set share of one column
-P_MIN = 256         # sets up to max(P_MIN, SUB_SHARE·d/√n) features are solved as sub-problems: beyond,
-SUB_SHARE = 0.5     # the n padded blocks [n, p, p] cost more to read per iteration than H [d, d] itself
+P_MIN = 256         # sets up to max(P_MIN, min(SUB_SHARE·d/√n, √(SUB_BYTES/(4n)))) features are solved as
+SUB_SHARE = 0.5     # sub-problems: beyond, the n padded blocks [n, p, p] cost more to read per iteration
+SUB_BYTES = 1 << 30  # than H [d, d] itself (though far better conditioned), or more memory than SUB_BYTES
 BLOCK_BYTES = 1 << 30   # the batched sub-Grams [k, p, p] of one round are gathered in groups of this size
 MAX_OUTER = 30      # working-set rounds per λ
 
@@ -136,7 +137,7 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
     M = W.ne(0)
     sub_tol = torch.full((n,), tol / 4, dtype=torch.float64, device=dev)
     full = torch.zeros(n, dtype=torch.bool, device=dev)     # left to the full problem
-    p_max = max(P_MIN, int(SUB_SHARE * d / max(n, 1) ** 0.5))
+    p_max = max(P_MIN, int(min(SUB_SHARE * d / max(n, 1) ** 0.5, (SUB_BYTES / (4 * max(n, 1))) ** 0.5)))
     for _ in range(MAX_OUTER):
         o = ((rel > tol) & ~full).nonzero().squeeze(1)
         if not o.numel():

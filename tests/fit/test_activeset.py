@@ -136,3 +136,23 @@ def test_working_sets_grow_until_the_full_gap_certifies(monkeypatch, p_min):
         np.testing.assert_allclose(sol.W[:, j].numpy(), sk.coef_, atol=1e-6)
     if p_min > d:
         assert max(max(s) for s in sizes) < d                       # solved on sets smaller than d
+
+
+def test_the_solver_auto_stands_for_is_recorded(tmp_path):
+    """'auto' runs working sets on test targets and FISTA on train targets; fit_runs says which."""
+    import json
+    rng = np.random.default_rng(1)
+    d, nt = 30, 2
+    X = rng.random((80, d)) < 0.5
+    Y = (X @ rng.normal(size=(d, d + nt)) + rng.normal(size=(80, d + nt))).astype(np.float32)
+    st = Store.create(tmp_path / "s", train_size=d, test_size=nt)
+    st.append("e", 0.5, X, Y, np.arange(d + nt), roles=np.array(["fit"] * 60 + ["val"] * 20, dtype=object),
+              check_alpha=False)
+    runs = [fit(st, "e", 0.5, n_lambdas=3, targets="all", progress=False, solver=s).fit_id
+            for s in ("auto", "fista", "activeset")]
+    con = st.connect()
+    rt = [json.loads(con.sql("SELECT params FROM fit_runs WHERE fit_id = $f", params={"f": f}).fetchall()[0][0])
+          ["runtime"]["solver"] for f in runs]
+    assert rt[0]["test"].startswith("working sets") and rt[1]["test"] == "fista"
+    assert rt[2]["test"].startswith("fista, then feature-sign")
+    assert all(r["train"].startswith("fista (eq. 9") for r in rt)
