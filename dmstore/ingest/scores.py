@@ -48,6 +48,7 @@ MODES = ("error", "overwrite")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 MIN_SCALE = 1e-3            # of σ_y/σ_s: the smallest calibration scale (keeps the ranking)
 BLOCK_BYTES = 128 << 20     # a block of targets' scores as float32 [d, block]
+WEIGHT_TABLE_ROWS = 1 << 22  # weights per table handed to the writer (28 B each as rows)
 
 
 def file_digest(path: Path) -> str:
@@ -420,26 +421,31 @@ class _Job:
                 nnz = (W != 0).sum(0)
                 self.fits.append((block_t, bias, mse, val, nnz, scale, acc["fit"][0]))
                 self._predict(writer, block_t, W, bias)
-                yield self._weight_rows(block_t, W)
+                yield from self._weight_rows(block_t, W)
                 bar.update(pos.size)
         finally:
             writer.close()
             bar.close()
 
-    def _weight_rows(self, block_t, W) -> pa.Table:
-        """The non-zero weights of a block [d, nb] as rows by (target, train id), built
-        target-major without a sort (a dense block: by repeat and tile)."""
-        Wt = np.ascontiguousarray(W.T)                       # [nb, d]
-        nz = Wt != 0
-        if nz.all():
-            tj = np.repeat(np.arange(block_t.size), Wt.shape[1])
-            ti = np.tile(np.arange(Wt.shape[1], dtype=np.int32), block_t.size)
-            w = Wt.ravel()
-        else:
-            tj, ti = np.nonzero(nz)
-            w = Wt[tj, ti]
-        return pa.table({"fit_id": np.full(w.size, self.fit_id, np.int64), "target_id": block_t[tj],
-                         "lam": np.zeros(w.size), "train_id": ti.astype(np.int32), "weight": w})
+    def _weight_rows(self, block_t, W):
+        """The non-zero weights of a block [d, nb] as tables of rows by (target, train id), built
+        target-major without a sort, WEIGHT_TABLE_ROWS weights at a time (the row explosion to
+        five columns stays bounded whatever the block): values and train ids by a boolean mask
+        (no int64 index pairs), target ids by repeating each target's count."""
+        d = W.shape[0]
+        per = max(1, WEIGHT_TABLE_ROWS // max(d, 1))
+        ids = np.arange(d, dtype=np.int32)
+        for lo in range(0, block_t.size, per):
+            Wt = np.ascontiguousarray(W[:, lo:lo + per].T)              # [k, d]
+            nz = Wt != 0
+            if nz.all():
+                w, ti = Wt.ravel(), np.tile(ids, Wt.shape[0])
+                tj = np.repeat(block_t[lo:lo + per], d)
+            else:
+                w, ti = Wt[nz], np.broadcast_to(ids, Wt.shape)[nz]
+                tj = np.repeat(block_t[lo:lo + per], nz.sum(1))
+            yield pa.table({"fit_id": np.full(w.size, self.fit_id, np.int64), "target_id": tj,
+                            "lam": np.zeros(w.size), "train_id": ti, "weight": w})
 
     def _predict(self, writer, block_t, W, bias):
         if not self.n_eval:
