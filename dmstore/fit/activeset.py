@@ -127,17 +127,12 @@ def newton_column(P: Problem, j: int, w: torch.Tensor, lam: float):
     return None
 
 
-def lasso_activeset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float = 1e-6,
-                    max_iter: int = 1000, fista_first: int | None = None) -> Solution:
-    """FISTA for `fista_first` (FISTA_FIRST) iterations; Newton steps on the columns still open
-    (certified by their duality gap computed in float64); FISTA again on those the steps did not
-    certify (within max_iter in all). Same Solution as `lasso_solve`."""
-    first = FISTA_FIRST if fista_first is None else fista_first
-    sol = lasso_solve(P, lam, W0, tol, min(max_iter, first))
-    open_ = (~sol.converged).nonzero().squeeze(1)
-    if not open_.numel():
-        return sol
-    for j in open_.tolist():
+def newton_open(P: Problem, lam: torch.Tensor, sol: Solution, tol) -> None:
+    """Feature-sign steps on the columns of `sol` still open, in place: a column takes the step's
+    result when its duality gap (computed in float64) certifies it or improves on the iterate's.
+    tol: one value or [n] (each column's own)."""
+    tol = torch.as_tensor(tol, dtype=torch.float64).expand(sol.W.shape[1])
+    for j in (~sol.converged).nonzero().squeeze(1).tolist():
         step = newton_column(P, j, sol.W[:, j], float(lam[j]))
         if step is None:
             continue
@@ -145,13 +140,23 @@ def lasso_activeset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float 
         _, gap, r2 = lasso_objective_gap(w[:, None], hw[:, None], P.C[:, j:j + 1].double(), P.s[j:j + 1].double(),
                                          lam[j:j + 1].double())
         rel = float(gap[0] / (0.5 * P.s[j].double()).clamp_min(1e-300))
-        if rel <= tol or rel < float(sol.rel_gap[j]):
+        if rel <= float(tol[j]) or rel < float(sol.rel_gap[j]):
             sol.W[:, j], sol.HW[:, j], sol.r2[j] = w.to(sol.W.dtype), hw.to(sol.W.dtype), r2[0].to(sol.r2.dtype)
-            sol.rel_gap[j], sol.converged[j] = rel, rel <= tol
+            sol.rel_gap[j], sol.converged[j] = rel, rel <= float(tol[j])
+
+
+def lasso_activeset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float = 1e-6,
+                    max_iter: int = 1000, fista_first: int | None = None) -> Solution:
+    """FISTA for `fista_first` (FISTA_FIRST) iterations; Newton steps on the columns still open
+    (certified by their duality gap computed in float64); FISTA again on those the steps did not
+    certify (within max_iter in all). Same Solution as `lasso_solve`."""
+    first = FISTA_FIRST if fista_first is None else fista_first
+    sol = lasso_solve(P, lam, W0, tol, min(max_iter, first))
+    if not bool(sol.converged.all()):
+        newton_open(P, lam, sol, tol)
     still = (~sol.converged).nonzero().squeeze(1)
     if still.numel() and max_iter > first:
-        sub = Problem(P.matvec, P.C[:, still], P.s[still], P.L[still], P.columns)
-        rest = lasso_solve(sub, lam[still], sol.W[:, still], tol, max_iter - first)
+        rest = lasso_solve(P.take(still), lam[still], sol.W[:, still], tol, max_iter - first)
         sol.W[:, still], sol.HW[:, still], sol.r2[still] = rest.W, rest.HW, rest.r2
         sol.rel_gap[still], sol.converged[still] = rest.rel_gap, rest.converged
         sol.n_iter[still] += rest.n_iter

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from .activeset import FISTA_FIRST, lasso_activeset, newton_column
+from .activeset import FISTA_FIRST, lasso_activeset, newton_open
 from .solvers import Problem, Solution, lasso_objective_gap, lasso_solve
 
 P0 = 32             # smallest working-set share of one column
@@ -107,16 +107,8 @@ def solve_sub(S: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: torch.Tensor
     (certified by their own gap in float64), as `activeset.lasso_activeset` does; tol [k]: each
     column's own tolerance (a column's result never depends on the others of its block)."""
     sol = lasso_solve(S, lam, W0, tol, min(max_iter, FISTA_FIRST))
-    for j in (~sol.converged).nonzero().squeeze(1).tolist():
-        step = newton_column(S, j, sol.W[:, j], float(lam[j]))
-        if step is None:
-            continue
-        w, hw = step
-        _, gap, r2 = lasso_objective_gap(w[:, None], hw[:, None], S.C[:, j:j + 1].double(), S.s[j:j + 1].double(),
-                                         lam[j:j + 1].double())
-        rel = float(gap[0] / (0.5 * S.s[j].double()).clamp_min(1e-300))
-        if rel < float(sol.rel_gap[j]):
-            sol.W[:, j], sol.r2[j], sol.rel_gap[j], sol.converged[j] = w.to(sol.W.dtype), r2[0].to(sol.r2.dtype), rel, rel <= float(tol[j])
+    if not bool(sol.converged.all()):
+        newton_open(S, lam, sol, tol)
     return sol
 
 
@@ -163,8 +155,7 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
         rel = gap / scale
     rest = ((rel > tol) & full).nonzero().squeeze(1)
     if rest.numel():
-        sub = Problem(P.matvec, P.C[:, rest], P.s[rest], P.L[rest], P.columns)
-        sol = lasso_activeset(sub, lam[rest], W[:, rest], tol, max_iter)
+        sol = lasso_activeset(P.take(rest), lam[rest], W[:, rest], tol, max_iter)
         W[:, rest], HW[:, rest], r2[rest] = sol.W, sol.HW, sol.r2
         rel[rest], n_iter[rest] = sol.rel_gap, n_iter[rest] + sol.n_iter
     return Solution(W, HW, rel, n_iter, rel <= tol, r2)
