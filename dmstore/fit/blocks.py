@@ -29,7 +29,10 @@ class GramBlock:
     [d, n] vectors. The fit + val problem needs no second Gram:
         m_a G_a = m_f G_f + (X_v − μ_v)ᵀ(X_v − μ_v) + (m_f m_v / m_a) δδᵀ,   δ = μ_f − μ_v."""
 
-    def __init__(self, S_fit: Stats, S_val: Stats, val: "ValRows | None", G: torch.Tensor, L_fit: float, dtype):
+    def __init__(self, S_fit: Stats, S_val: Stats, val: "ValRows | None", G: torch.Tensor, L_fit: float, dtype,
+                 shared: dict | None = None):
+        """shared: kept across the fit's blocks (the val models' Gram, the same for every block)."""
+        self.shared = {} if shared is None else shared
         self.S = {"fit": S_fit, "val": S_val}
         self.has_val = S_val is not None and S_val.m > 0
         self.S["all"] = S_fit + S_val if self.has_val else S_fit
@@ -43,15 +46,18 @@ class GramBlock:
 
     def _val_gram(self, mu_v):
         """(X_v − μ_v)ᵀ(X_v − μ_v) [d, d] kept explicit when it fits VAL_GRAM_BYTES, else None (its
-        columns and blocks are then computed from the val rows on each call)."""
+        columns and blocks are then computed from the val rows on each call); computed once per
+        fit (`shared`): the val masks are the same for every block."""
         d = self.G.shape[0]
         if d * d * self.G.element_size() > VAL_GRAM_BYTES:
             return None
-        out = torch.zeros_like(self.G)
-        for _, _, X in self.val.rows.chunks():
-            Xc = X - mu_v
-            out.addmm_(Xc.T, Xc)
-        return out
+        if "val_gram" not in self.shared:
+            out = torch.zeros_like(self.G)
+            for _, _, X in self.val.rows.chunks():
+                Xc = X - mu_v
+                out.addmm_(Xc.T, Xc)
+            self.shared["val_gram"] = out
+        return self.shared["val_gram"]
 
     def _all_matvec(self):
         if self._all is None:
@@ -62,9 +68,10 @@ class GramBlock:
             c = mf * mv / ma
             gm = gram_matvec(self.G)
             Gv = self._val_gram(mu_v)
+            gv = gram_matvec(Gv) if Gv is not None else None
 
             def mv_all(W, cols):
-                vW = gram_matvec(Gv)(W, cols) if Gv is not None else self.val.gram_matvec(W, mu_v)
+                vW = gv(W, cols) if gv is not None else self.val.gram_matvec(W, mu_v)
                 return (mf * gm(W, cols) + vW + c * delta[:, None] * (delta @ W)) / ma
 
             def columns_all(idx, j=None):   # (m_f G + (X_v − μ_v)ᵀ(X_v − μ_v) + c δδᵀ)[:, idx] / m_a

@@ -138,7 +138,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
             cache["G"] = center_gram_(S_fit.xx, S_fit.sx, S_fit.m).to(dt)
             cache["L"] = lipschitz_gram(cache["G"])
             S_fit.xx = S_fit.gram = None
-        block = GramBlock(S_fit, S_val, val_rows, cache["G"], cache["L"], dt)
+        block = GramBlock(S_fit, S_val, val_rows, cache["G"], cache["L"], dt, shared=cache)
         rows, weights, _ = est.solve(block, opts, bar)
         out.add(rows, weights, block_t)
         del block
