@@ -105,5 +105,6 @@ def demo(out="demo-out", models: int = 4000, eval_masks: int = 200, workers: int
     report = build_report(store, lasso, out / "report.html", "dmstore demo: datamodels of digits MLPs")
     echo(f"[{n}/{n}] report: {report}")
     echo(f"      query it: dmstore query {root} \"SELECT * FROM estimator_comparison\"")
+    echo(f"      explore it: dmstore serve {root}")
     echo(f"done in {time.time() - t0:.0f} s")
     return {"fits": fits, "comparison": comp, "counterfactual": cf, "report": report}

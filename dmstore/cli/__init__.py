@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from . import analysis, fit, ingest, query, store, train
+from . import analysis, fit, ingest, query, serve, store, train
 from .base import Group
 
 
@@ -35,7 +35,7 @@ def cli(quiet):
 for _cmd in (store.init, ingest.ingest, query.query, store.info, store.schema, query.export, fit.fit_cmd,
              train.train_cmd, analysis.counterfactual_cmd, analysis.support_cmd, analysis.report_cmd, analysis.attribute_cmd,
              train.demo_cmd, analysis.embed_cmd, query.views, store.compact_cmd, query.macros, store.log_cmd,
-             store.vacuum, store.migrate):
+             store.vacuum, store.migrate, serve.serve_cmd):
     cli.add_command(_cmd)
 
 

@@ -45,3 +45,10 @@ class DigitsMLP(BatchedMLP):
         from sklearn.datasets import load_digits
         raw = load_digits().data[self.source_index].astype(np.float32)
         return self.examples_table(features=pa.array(list(raw), type=pa.list_(pa.float32())))
+
+    def image(self, example_ids) -> np.ndarray:
+        """uint8 [k, 8, 8]: the examples' digits as grey levels (0 white paper … 255 ink), for the
+        explorer and the report."""
+        from sklearn.datasets import load_digits
+        raw = load_digits().data[self.source_index[np.asarray(example_ids, dtype=np.int64)]]
+        return np.round(raw * (255 / 16)).astype(np.uint8).reshape(-1, 8, 8)

@@ -65,3 +65,10 @@ class Mnist5kMLP(BatchedMLP):
     def examples(self) -> pa.Table:
         """example_id, split, label, source_index (row in mnist_5k.csv.gz)."""
         return self.examples_table()
+
+    def image(self, example_ids) -> np.ndarray:
+        """uint8 [k, 28, 28]: the examples' original images (ink 255), for the explorer."""
+        if getattr(self, "_pixels", None) is None:
+            with gzip.open(mnist5k_file()) as fh:
+                self._pixels = np.loadtxt(fh, delimiter=",", dtype=np.float32)[:, :784].astype(np.uint8)
+        return self._pixels[self.source_index[np.asarray(example_ids, dtype=np.int64)]].reshape(-1, 28, 28)

@@ -1,0 +1,165 @@
+"""The data of each explorer page, as JSON-ready dicts (the HTML page and its `/api/` twin render
+the same dict). Every number comes from a query of `sql/internal/serve_*.sql`; agreement between
+methods (top-k overlap, Kendall τ) is computed here from the weights those queries return."""
+from __future__ import annotations
+
+import json
+import shlex
+
+import numpy as np
+
+from ..errors import InputError, NotFoundError
+from ..storage import paths as P
+
+ORDERS = ("lds", "support", "disagreement", "id")
+
+
+def _example(s, i: int) -> dict:
+    rows = s.rows("serve_example", i=int(i))
+    if not rows:
+        raise NotFoundError(f"example {i}: the store has no such example (ids are 0 … n_examples - 1)")
+    return rows[0]
+
+
+def _labels(s, ids) -> dict[int, dict]:
+    ids = sorted({int(x) for x in ids})
+    if not ids:
+        return {}
+    return {r["example_id"]: r for r in s.rows("serve_examples", ids=ids)}
+
+
+def _fit_ids(s) -> dict[int, dict]:
+    return {r["fit_id"]: r for r in s.rows("serve_fits")}
+
+
+def require_fit(s, fit) -> dict:
+    fits = _fit_ids(s)
+    if int(fit) not in fits:
+        have = ", ".join(map(str, sorted(fits))) or "none"
+        raise NotFoundError(f"fit {fit}: the store has no such fit (fits: {have})")
+    return fits[int(fit)]
+
+
+def home(s) -> dict:
+    """Store at a glance: version, models per experiment/alpha/role, every fit with its held-out
+    comparison (estimator_comparison)."""
+    manifest = json.loads((s.root / P.MANIFEST).read_text())
+    fits = s.rows("serve_fits")
+    return {"store": {"path": str(s.root.resolve()), "version": s.version,
+                      "format_version": manifest.get("format_version"), "train_size": manifest.get("train_size"),
+                      "n_examples": manifest.get("n_examples"), "images": s.images.source},
+            "experiments": s.rows("serve_experiments"), "fits": fits}
+
+
+def _kendall(a: np.ndarray, b: np.ndarray) -> float | None:
+    from scipy.stats import kendalltau
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    tau = kendalltau(a, b).statistic
+    return None if tau != tau else float(tau)
+
+
+def target(s, t: int, k: int = 8) -> dict:
+    """Target `t`: its example row; per fit holding it, the top-k positive and negative training
+    examples with weights and labels, predicted vs actual margins on the eval models, its data
+    support; pairwise agreement of the fits (top-k overlap of positive examples, Kendall τ of the
+    weights over all d train examples); its stored counterfactuals; the command that tests a set."""
+    ex = _example(s, t)
+    fits = s.rows("serve_target_fits", t=int(t))
+    d = int(json.loads((s.root / P.MANIFEST).read_text())["train_size"])
+    ws = s.rows("serve_target_weights", t=int(t), fits=[f["fit_id"] for f in fits]) if fits else []
+    dense = {}
+    for f in fits:
+        dense[f["fit_id"]] = np.zeros(d, dtype=np.float64)
+    for r in ws:
+        dense[r["fit_id"]][r["train_id"]] = r["weight"]
+    shown = set()
+    for f in fits:
+        w = dense[f["fit_id"]]
+        pos = [int(i) for i in np.argsort(-w, kind="stable")[:k] if w[i] > 0]
+        neg = [int(i) for i in np.argsort(w, kind="stable")[:k] if w[i] < 0]
+        f["positive"] = [{"train_id": i, "weight": float(w[i])} for i in pos]
+        f["negative"] = [{"train_id": i, "weight": float(w[i])} for i in neg]
+        shown.update(pos + neg)
+        f["scatter"] = s.rows("serve_target_scatter", f=f["fit_id"], t=int(t))
+        sup = s.rows("serve_target_support", f=f["fit_id"], t=int(t))
+        f["support"] = sup[0] if sup else None
+        f["removals_command"] = (f"dmstore counterfactual {shlex.quote(str(s.root))} --fit {f['fit_id']} "
+                                 f"--removals target{t}_fit{f['fit_id']}_top{k}.csv --trials 10")
+        f["removals_csv"] = f"/api/target/{t}/removals.csv?fit={f['fit_id']}&k={k}"
+    labels = _labels(s, shown)
+    for f in fits:
+        for side in ("positive", "negative"):
+            for r in f[side]:
+                r["label"] = labels.get(r["train_id"], {}).get("label")
+    agree = []
+    for a in range(len(fits)):
+        for b in range(a + 1, len(fits)):
+            fa, fb = fits[a], fits[b]
+            pa_ = {r["train_id"] for r in fa["positive"]}
+            pb_ = {r["train_id"] for r in fb["positive"]}
+            agree.append({"fit_a": fa["fit_id"], "fit_b": fb["fit_id"],
+                          "topk_overlap": len(pa_ & pb_) / k, "kendall": _kendall(dense[fa["fit_id"]],
+                                                                                   dense[fb["fit_id"]])})
+    return {"example": ex, "k": k, "fits": fits, "agreement": agree,
+            "counterfactuals": s.rows("serve_target_counterfactuals", t=int(t))}
+
+
+def removals_csv(s, t: int, fit: int, k: int) -> str:
+    """A --removals file (set_id, target_id, train_id) holding target t's top-k positive
+    training examples in `fit`."""
+    require_fit(s, fit)
+    _example(s, t)
+    ws = s.rows("serve_target_weights", t=int(t), fits=[int(fit)])
+    top = sorted((r for r in ws if r["weight"] > 0), key=lambda r: (-r["weight"], r["train_id"]))[:k]
+    if not top:
+        raise NotFoundError(f"target {t} has no positive weights in fit {fit}")
+    return "set_id,target_id,train_id\n" + "".join(f"0,{t},{r['train_id']}\n" for r in top)
+
+
+def example(s, i: int, k: int = 8) -> dict:
+    """Training (or test) example `i`: the targets it influences most in each direction per fit,
+    and where it is a test target's top leakage candidate."""
+    ex = _example(s, i)
+    infl = s.rows("serve_example_influence", i=int(i), k=int(k)) if ex["split"] == "train" else []
+    by_fit: dict[int, dict] = {}
+    for r in infl:
+        by_fit.setdefault(r["fit_id"], {"fit_id": r["fit_id"], "positive": [], "negative": []})[r["direction"]].append(r)
+    leaks = []
+    if ex["split"] == "train":
+        for fid, f in _fit_ids(s).items():
+            for r in s.rows("serve_example_leakage", f=fid, i=int(i)):
+                leaks.append({"fit_id": fid, "estimator": f["estimator"], **r})
+    fits = _fit_ids(s)
+    for fid, f in by_fit.items():
+        f["estimator"] = fits.get(fid, {}).get("estimator")
+    targets_of = s.rows("serve_target_fits", t=int(i))
+    return {"example": ex, "k": k, "influence": list(by_fit.values()), "leakage": leaks,
+            "is_target_in": [r["fit_id"] for r in targets_of]}
+
+
+def leakage(s, fit: int, n: int = 50, page: int = 0) -> dict:
+    """The suspected train–test leaks of `fit`: test targets by leakage rank with their top
+    candidate (leakage(fit, 1))."""
+    run_ = require_fit(s, fit)
+    rows = s.rows("serve_leakage", f=int(fit), n=int(n) + 1, offset=int(page) * int(n))
+    return {"fit": run_, "rows": rows[:n], "page": page, "more": len(rows) > n}
+
+
+def targets(s, fit: int, order: str = "lds", vs: int | None = None, n: int = 50, page: int = 0) -> dict:
+    """The targets of `fit` with held-out LDS, data support and (with `vs`) the correlation of
+    the two fits' weights, ordered by `order` (see ORDERS)."""
+    if order not in ORDERS:
+        raise InputError(f"order must be one of {', '.join(ORDERS)}, got {order!r}", params=("order",))
+    if order == "disagreement" and vs is None:
+        raise InputError("order=disagreement compares two fits: give vs=FIT too", params=("vs",))
+    run_ = require_fit(s, fit)
+    if vs is not None:
+        require_fit(s, vs)
+    rows = s.rows("serve_targets", f=int(fit), g=None if vs is None else int(vs), order=order, n=int(n) + 1,
+                  offset=int(page) * int(n))
+    total = rows[0]["total"] if rows else 0
+    for r in rows:
+        r.pop("total", None)
+    return {"fit": run_, "order": order, "vs": vs, "rows": rows[:n], "page": page, "more": len(rows) > n,
+            "total": total, "fits": list(_fit_ids(s).values())}
