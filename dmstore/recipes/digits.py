@@ -49,6 +49,8 @@ class DigitsMLP(BatchedMLP):
     def image(self, example_ids) -> np.ndarray:
         """uint8 [k, 8, 8]: the examples' digits as grey levels (0 white paper … 255 ink), for the
         explorer and the report."""
-        from sklearn.datasets import load_digits
-        raw = load_digits().data[self.source_index[np.asarray(example_ids, dtype=np.int64)]]
+        if getattr(self, "_raw", None) is None:
+            from sklearn.datasets import load_digits
+            self._raw = load_digits().data
+        raw = self._raw[self.source_index[np.asarray(example_ids, dtype=np.int64)]]
         return np.round(raw * (255 / 16)).astype(np.uint8).reshape(-1, 8, 8)

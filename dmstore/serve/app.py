@@ -61,7 +61,7 @@ def create_app(store, fit: int | None = None, images=None, timeout_s: float | No
         f = _int(request, "fit", fit)
         if f is not None:
             return f
-        fits = snap.rows("serve_fits")
+        fits = snap.table("serve_fits")
         if not fits:
             raise NotFoundError("the store has no fits yet: run `dmstore fit STORE EXPERIMENT ALPHA`")
         lasso = [r["fit_id"] for r in fits if r["estimator"] == "lasso"]

@@ -29,7 +29,11 @@ def _labels(s, ids) -> dict[int, dict]:
 
 
 def _fit_ids(s) -> dict[int, dict]:
-    return {r["fit_id"]: r for r in s.rows("serve_fits")}
+    return {r["fit_id"]: r for r in s.table("serve_fits")}
+
+
+def _by_target(s, name: str, **params) -> dict[int, dict]:
+    return {r["target_id"]: r for r in s.table(name, **params)}
 
 
 def require_fit(s, fit) -> dict:
@@ -44,11 +48,11 @@ def home(s) -> dict:
     """Store at a glance: version, models per experiment/alpha/role, every fit with its held-out
     comparison (estimator_comparison)."""
     manifest = json.loads((s.root / P.MANIFEST).read_text())
-    fits = s.rows("serve_fits")
+    fits = s.table("serve_fits")
     return {"store": {"path": str(s.root.resolve()), "version": s.version,
                       "format_version": manifest.get("format_version"), "train_size": manifest.get("train_size"),
                       "n_examples": manifest.get("n_examples"), "images": s.images.source},
-            "experiments": s.rows("serve_experiments"), "fits": fits}
+            "experiments": s.table("serve_experiments"), "fits": fits}
 
 
 def _kendall(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -81,9 +85,9 @@ def target(s, t: int, k: int = 8) -> dict:
         f["positive"] = [{"train_id": i, "weight": float(w[i])} for i in pos]
         f["negative"] = [{"train_id": i, "weight": float(w[i])} for i in neg]
         shown.update(pos + neg)
+        f["lds"] = _by_target(s, "serve_metrics", f=f["fit_id"]).get(int(t), {}).get("lds")
         f["scatter"] = s.rows("serve_target_scatter", f=f["fit_id"], t=int(t))
-        sup = s.rows("serve_target_support", f=f["fit_id"], t=int(t))
-        f["support"] = sup[0] if sup else None
+        f["support"] = _by_target(s, "serve_support", f=f["fit_id"]).get(int(t))
         f["removals_command"] = (f"dmstore counterfactual {shlex.quote(str(s.root))} --fit {f['fit_id']} "
                                  f"--removals target{t}_fit{f['fit_id']}_top{k}.csv --trials 10")
         f["removals_csv"] = f"/api/target/{t}/removals.csv?fit={f['fit_id']}&k={k}"
@@ -128,8 +132,10 @@ def example(s, i: int, k: int = 8) -> dict:
     leaks = []
     if ex["split"] == "train":
         for fid, f in _fit_ids(s).items():
-            for r in s.rows("serve_example_leakage", f=fid, i=int(i)):
-                leaks.append({"fit_id": fid, "estimator": f["estimator"], **r})
+            for r in s.table("serve_leakage", f=fid):
+                if r["train_id"] == int(i):
+                    leaks.append({"fit_id": fid, "estimator": f["estimator"], "target_id": r["target_id"],
+                                  "leakage_rank": r["leakage_rank"], "weight": r["weight"]})
     fits = _fit_ids(s)
     for fid, f in by_fit.items():
         f["estimator"] = fits.get(fid, {}).get("estimator")
@@ -142,8 +148,9 @@ def leakage(s, fit: int, n: int = 50, page: int = 0) -> dict:
     """The suspected train–test leaks of `fit`: test targets by leakage rank with their top
     candidate (leakage(fit, 1))."""
     run_ = require_fit(s, fit)
-    rows = s.rows("serve_leakage", f=int(fit), n=int(n) + 1, offset=int(page) * int(n))
-    return {"fit": run_, "rows": rows[:n], "page": page, "more": len(rows) > n}
+    rows = s.table("serve_leakage", f=int(fit))
+    lo = int(page) * int(n)
+    return {"fit": run_, "rows": rows[lo:lo + n], "page": page, "more": len(rows) > lo + n}
 
 
 def targets(s, fit: int, order: str = "lds", vs: int | None = None, n: int = 50, page: int = 0) -> dict:
@@ -156,10 +163,20 @@ def targets(s, fit: int, order: str = "lds", vs: int | None = None, n: int = 50,
     run_ = require_fit(s, fit)
     if vs is not None:
         require_fit(s, vs)
-    rows = s.rows("serve_targets", f=int(fit), g=None if vs is None else int(vs), order=order, n=int(n) + 1,
-                  offset=int(page) * int(n))
-    total = rows[0]["total"] if rows else 0
-    for r in rows:
-        r.pop("total", None)
-    return {"fit": run_, "order": order, "vs": vs, "rows": rows[:n], "page": page, "more": len(rows) > n,
-            "total": total, "fits": list(_fit_ids(s).values())}
+    key = ("targets", int(fit), vs)
+    rows = s._cache.get(key)
+    if rows is None:
+        lds = _by_target(s, "serve_metrics", f=int(fit))
+        sup = _by_target(s, "serve_support", f=int(fit))
+        agree = _by_target(s, "serve_agreement", f=int(fit), g=int(vs)) if vs is not None else {}
+        rows = [{"target_id": r["target_id"], "label": r["label"], "lds": lds.get(r["target_id"], {}).get("lds"),
+                 "support": sup.get(r["target_id"], {}).get("support"),
+                 "expected_margin": sup.get(r["target_id"], {}).get("expected_margin"),
+                 "agreement": agree.get(r["target_id"], {}).get("agreement")}
+                for r in s.table("serve_fit_targets", f=int(fit))]
+        s._cache[key] = rows
+    col = {"lds": "lds", "support": "support", "disagreement": "agreement", "id": "target_id"}[order]
+    ordered = sorted(rows, key=lambda r: (r[col] is None, r[col] if r[col] is not None else 0, r["target_id"]))
+    lo = int(page) * int(n)
+    return {"fit": run_, "order": order, "vs": vs, "rows": ordered[lo:lo + n], "page": page,
+            "more": len(ordered) > lo + n, "total": len(ordered), "fits": list(_fit_ids(s).values())}

@@ -22,6 +22,7 @@ from .images import Images
 QUERY_TIMEOUT_S = 10.0      # /sql: a query still running after this is interrupted
 PAGE_ROWS = 100             # /sql: rows per page
 DOWNLOAD_ROWS = 1_000_000   # /sql: rows in a CSV/Parquet download at most
+CACHE_TABLES = 64           # per-fit tables kept per snapshot (oldest dropped first)
 
 
 def _plain(v):
@@ -53,6 +54,7 @@ class Snapshot:
         self.threads = threads
         self.lock = threading.RLock()
         self.con = None
+        self._cache: dict = {}
         self.open()
 
     def open(self) -> None:
@@ -62,6 +64,7 @@ class Snapshot:
         images = Images(con, self.images_dir)
         with self.lock:
             old, self.con, self.version, self.images = self.con, con, int(version), images
+            self._cache = {}
         if old is not None:
             old.close()
 
@@ -75,6 +78,17 @@ class Snapshot:
             cols = rel.columns
             data = rel.fetchall()
         return [{c: _plain(v) for c, v in zip(cols, r)} for r in data]
+
+    def table(self, name: str, **params) -> list[dict]:
+        """`rows(name, **params)` kept for the life of the snapshot (which never changes): the
+        per-fit tables that pages slice (metrics, support, leakage, agreement), computed once."""
+        key = (name, tuple(sorted(params.items())))
+        with self.lock:
+            if key not in self._cache:
+                if len(self._cache) >= CACHE_TABLES:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = self.rows(name, **params)
+            return self._cache[key]
 
     def png(self, example_id: int) -> bytes | None:
         return self.images.png(example_id, lock=self.lock)

@@ -1,8 +1,5 @@
 -- query: serve_target_fits
--- The fits that hold target $t: their selected row (lam, bias, nnz, val MSE) and run.
+-- The fits that hold target $t: their selected row (lambda, bias, non-zero weights, val MSE).
 -- Parameters: $t INTEGER.
-SELECT f.fit_id, f.estimator, f.experiment, f.alpha, f.lam, f.bias, f.nnz, f.val_mse, m.spearman AS lds
-FROM fits AS f
-LEFT JOIN eval_metrics AS m ON m.fit_id = f.fit_id AND m.target_id = f.target_id
-WHERE f.target_id = $t AND f.selected
-ORDER BY f.fit_id
+SELECT fit_id, estimator, experiment, alpha, lam, bias, nnz, val_mse
+FROM fits WHERE target_id = $t AND selected ORDER BY fit_id

@@ -4,6 +4,7 @@
   "use strict";
   const data = JSON.parse(document.getElementById("page-data").textContent);
   const served = Number(document.body.dataset.version);
+  Chart.defaults.animation = false;   // draw at once: screenshots and slow machines see the final chart
   const palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
 
   function lineOf(points) {   // y = x over the points' range
