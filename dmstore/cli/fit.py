@@ -39,6 +39,10 @@ from .options import Shard, store_arg
               help="lasso, ridge: a target leaves the lambda path after K consecutive lambdas whose validation "
                    "MSE is above its best (the smallest lambdas of a long path are the slowest and are rarely "
                    "selected); the lambdas it skips have no rows in fits. Default: the whole path.")
+@click.option("--models", "models", type=click.IntRange(3), default=None, metavar="N",
+              help="Fit on N of the fit + val models: the first N of a seeded order of model ids (--seed), "
+                   "so a smaller share is inside every larger one (for cost-quality curves; see "
+                   "`dmstore frontier`). Default: every model.")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of fit models held out for lambda selection when the store has no val models.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of that split.")
@@ -48,7 +52,7 @@ from .options import Shard, store_arg
 @click.option("--run", default=None, metavar="NAME",
               help="Name of the sharded run this shard belongs to (the same for all N shards).")
 def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, targets, device, dtype,
-            keep_path, tol, max_iter, solver, path_patience, val_fraction, seed, shard, run):
+            keep_path, tol, max_iter, solver, path_patience, models, val_fraction, seed, shard, run):
     """Fit one datamodel per target example, all sharing the mask matrix, and write the fits
     and weights tables.
 
@@ -62,6 +66,7 @@ def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, ta
       dmstore fit runs --experiment cifar10 --alpha 0.5 --targets train --lambdas 15 --keep-path
       dmstore fit runs --experiment cifar10 --alpha 0.5 --path-patience 3
       dmstore fit runs --experiment cifar10 --alpha 0.5 --estimator diff_means
+      dmstore fit runs --experiment cifar10 --alpha 0.5 --models 1000      # 1,000 of the models, nested
       dmstore fit runs --experiment cifar10 --alpha 0.5 --shard $SLURM_ARRAY_TASK_ID/8 --run lasso-a50
     """
     from ..fit import fit
@@ -70,7 +75,7 @@ def fit_cmd(store, experiment, alpha, estimator, n_lambdas, lambda_min_ratio, ta
         raise click.UsageError("--shard K/N and --run NAME go together")
     r = fit(Store.open(store, "a"), experiment, alpha, estimator, targets, n_lambdas, lambda_min_ratio,
             device, dtype, keep_path, tol, max_iter, val_fraction, seed, shard=shard, run=run,
-            solver=solver, path_patience=path_patience)
+            solver=solver, path_patience=path_patience, models=models)
     if shard is not None:
         click.echo(f"run {run} shard {shard[0]}/{shard[1]}: " + (
             "already committed, not fitted again" if r.reused else r.summary()))

@@ -11,7 +11,11 @@ from .options import Shard, store_arg
 @click.command("train", cls=Command)
 @store_arg
 @click.option("--recipe", default="digits", show_default=True,
-              help="Built-in recipe (digits, mnist5k, cifar10) or your own as module:attribute.")
+              help="Built-in recipe (digits, mnist5k, fashion, cifar10) or your own as module:attribute.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
+              help="Folder of the recipe's data files, for recipes that read files (fashion: the four "
+                   "Fashion-MNIST idx files; default: DMSTORE_FASHION_DATA or Debian's "
+                   "/usr/share/datasets/fashion-mnist).")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="Subsampling fraction.")
 @click.option("--models", type=click.IntRange(1), default=1000, show_default=True, help="Models in the run.")
 @click.option("--batch", type=click.IntRange(1), default=500, show_default=True,
@@ -28,7 +32,7 @@ from .options import Shard, store_arg
 @click.option("--shard", type=Shard(), default=None, metavar="K/N",
               help="Train only the K-th of N disjoint shares of the plan (K = 0..N-1), e.g. from a "
                    "SLURM array job: the N shards together train exactly the unsharded run's models.")
-def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers, shard):
+def train_cmd(store, recipe, data, alpha, models, batch, seed, experiment, repeats, role, workers, shard):
     """Train many models on alpha-subsets and ingest every finished batch; rerunning the same
     command resumes and never duplicates a model. Creates STORE from the recipe if missing.
 
@@ -36,12 +40,13 @@ def train_cmd(store, recipe, alpha, models, batch, seed, experiment, repeats, ro
       dmstore train runs --recipe digits --alpha 0.5 --models 20000 --workers 2
       dmstore train runs --recipe digits --models 500 --repeats 5 --role eval
       dmstore train mnist --recipe mnist5k --models 10000 --workers 2
+      dmstore train f --recipe fashion --models 20          # apt-get install dataset-fashion-mnist
       dmstore train runs --recipe mypkg.recipes:MyRecipe --models 100
       dmstore train runs --models 20000 --shard $SLURM_ARRAY_TASK_ID/8      # one of 8 array tasks
     """
     from ..train import train
     click.echo(train(store, recipe, alpha, models, batch, seed, experiment, repeats, role, workers,
-                     shard=shard).summary())
+                     shard=shard, data=data).summary())
 
 
 @click.command("demo", cls=Command)

@@ -34,7 +34,9 @@ class FitParams:
     the store has no val models; block_size: targets per block (None: ~1 GiB of work arrays);
     solver (lasso): workingset | activeset | fista | auto (= workingset for test targets); path_patience: a target leaves the λ path after this many
     consecutive λ whose validation MSE is above its best (None: every target walks the whole path);
-    the λ it skips have no rows in `fits`."""
+    the λ it skips have no rows in `fits`; models: fit on this many of the fit + val models, the
+    first `models` in the seeded order of `stats.model_order` (nested: a smaller share is inside a
+    larger one), None: all of them."""
     estimator: str = "lasso"
     n_lambdas: int = 30
     lambda_min_ratio: float = 1e-3
@@ -48,6 +50,7 @@ class FitParams:
     block_size: int | None = None
     solver: str = "auto"
     path_patience: int | None = None
+    models: int | None = None
 
     def __post_init__(self):
         estimator(self.estimator)   # a known estimator
@@ -67,6 +70,8 @@ class FitParams:
         if self.path_patience is not None and self.path_patience < 1:
             raise InputError(f"path_patience must be >= 1 (or None: the whole path), got {self.path_patience}",
                              params=("path_patience",))
+        if self.models is not None and self.models < 3:
+            raise InputError(f"models must be >= 3 (fit and val models), got {self.models}", params=("models",))
         if self.block_size is not None and self.block_size < 1:
             raise InputError("block_size must be >= 1", params=("block_size",))
 
@@ -89,5 +94,9 @@ class FitParams:
                     path_patience=self.path_patience)
 
     def record(self) -> dict:
-        """The settings as recorded in fit_runs.params and in a sharded run."""
-        return asdict(self)
+        """The settings as recorded in fit_runs.params and in a sharded run (`models` only when
+        set, so a fit on every model keeps the identity it had before the option existed)."""
+        out = asdict(self)
+        if out["models"] is None:
+            del out["models"]
+        return out

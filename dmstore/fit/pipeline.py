@@ -41,7 +41,7 @@ from ..store.fits import Claim, existing, identity
 from .results import Collected, FitResult, write
 from .scan import scan
 from .solvers import lipschitz_gram
-from .stats import center_gram_, split_val
+from .stats import center_gram_, model_order, split_val
 
 
 def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets="test",
@@ -49,7 +49,8 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
         dtype: str = "float32", keep_path: bool = False, tol: float = 1e-6, max_iter: int = 1000,
         val_fraction: float = 0.1, seed: int = 0, block_size: int | None = None,
         progress: bool | None = None, reuse: bool = False, shard: tuple[int, int] | None = None,
-        run: str | None = None, solver: str = "auto", path_patience: int | None = None) -> FitResult:
+        run: str | None = None, solver: str = "auto", path_patience: int | None = None,
+        models: int | None = None) -> FitResult:
     """Fit datamodels for `targets` ('test' | 'train' | 'all' | ids) of (experiment, alpha) and
     write them into the store. See the module docstring for the objective and the procedure.
     `shard` = (K, N) with `run` = NAME fits the K-th of N shares of the targets as part of the one
@@ -60,10 +61,12 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     FISTA), or 'auto' (workingset; the choice is recorded in fit_runs.params.runtime); train targets (eq. 9) use FISTA. `path_patience` = K (lasso, ridge): a target stops walking
     the λ path after K consecutive λ whose validation MSE is above its best so far (smaller λ
     cannot be selected unless its validation curve turns down again); the λ it skips have no rows
-    in `fits`. None: the whole path for every target."""
+    in `fits`. None: the whole path for every target. `models` = N: fit on N of the fit + val
+    models, the first N of a seeded order (`stats.model_order`; nested: the 500 are inside the
+    1,000), recorded in fit_runs.params.models (n_fit + n_val = N); None: every model."""
     store.require_writable()
     p = FitParams(estimator, n_lambdas, lambda_min_ratio, device, dtype, keep_path, tol, max_iter,
-                  val_fraction, seed, block_size, solver, path_patience)
+                  val_fraction, seed, block_size, solver, path_patience, models)
     if (shard is None) != (run is None):
         raise InputError("shard and run go together: name the run the N shards form", params=("shard", "run"))
     if shard is not None and not 0 <= shard[0] < shard[1]:
@@ -72,12 +75,19 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
 
 
 def _models(store, experiment, alpha, p: FitParams):
-    """(fit+val model ids, val ids, where the val models come from: 'role' | 'split')."""
+    """(fit+val model ids, val ids, where the val models come from: 'role' | 'split'), the
+    first `p.models` of the seeded model order when set."""
     models = store.models(experiment, alpha, ["fit", "val"], ["model_id", "role"])
     if models.num_rows == 0:
         store.require_models(experiment, alpha, ["fit", "val"])
     ids = models["model_id"].to_numpy()
     roles = np.asarray(models["role"].to_pylist())
+    if p.models is not None:
+        if p.models > ids.size:
+            raise InputError(f"models {p.models}: {experiment!r} at alpha {alpha} has only {ids.size} fit + val models; "
+                             f"give at most {ids.size} (or train more)", params=("models",))
+        keep = np.isin(ids, model_order(ids, p.seed)[:p.models])
+        ids, roles = ids[keep], roles[keep]
     if (roles == "val").any():
         return ids, np.unique(ids[roles == "val"]), "role"
     return ids, np.unique(ids[split_val(ids, p.val_fraction, p.seed)]), "split"
@@ -91,6 +101,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     d = store.d
     ids, val_ids, val_source = _models(store, experiment, alpha, p)
     n_val, n_fit = int(val_ids.size), int(ids.size - val_ids.size)
+    use_ids = None if p.models is None else ids
     if n_fit < 2:
         raise InputError(f"only {n_fit} fit models for {experiment!r} at alpha {alpha}; need more")
     params = dict(p.record(), experiment=experiment, alpha=alpha, dmstore=__version__,
@@ -132,7 +143,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     runtime = {"solver": solver_choice(opts["solver"], test_t.size, train_t.size)} if est.name == "lasso" else {}
     for bi, block_t in enumerate(test_blocks):
         S_fit, S_val, val_rows, _ = scan(store, experiment, alpha, block_t, None, val_ids, dev, dt,
-                                         est.on_correctness, need_gram=bi == 0)
+                                         est.on_correctness, need_gram=bi == 0, use_ids=use_ids)
         if S_fit.xx is not None:   # the one d×d matrix of the fit: centred in place, kept for every block
             runtime["gram"] = f"{S_fit.gram.kernel} products, {str(S_fit.xx.dtype)[6:]} counts"
             cache["G"] = center_gram_(S_fit.xx, S_fit.sx, S_fit.m).to(dt)
@@ -144,7 +155,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
         del block
     for block_t in train_blocks:   # eq. 9: packed masks + this block's margins, streamed per block
         _, _, _, (X, Y) = scan(store, experiment, alpha, np.zeros(0, np.int32), block_t, val_ids, dev, dt,
-                               est.on_correctness, need_gram=False)
+                               est.on_correctness, need_gram=False, use_ids=use_ids)
         block = RowBlock(X, Y, torch.as_tensor(block_t.astype(np.int64), device=dev), dt)
         rows, weights, _ = est.solve(block, opts, bar)
         out.add(rows, weights, block_t)

@@ -10,11 +10,12 @@ from .operators import PackedRows, ValRows
 from .stats import Stats
 
 
-def scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, need_gram):
+def scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, need_gram, use_ids=None):
     """One streaming pass over the fit and val models: Stats (vectors; plus the raw Gram ΣxxT of
     the fit models in the compute dtype when `need_gram`) on `gram_t`, the val models' packed
     masks and margins (ValRows), and (when `row_t` is given) the packed masks (PackedRows) and Y
-    of fit/val models for the eq. 9 solver. Row chunks stay ≤ 64 MB as floats."""
+    of fit/val models for the eq. 9 solver. Row chunks stay ≤ 64 MB as floats. `use_ids`: read
+    only these fit/val models (a fit on a share of them); None: all."""
     d = store.d
     both = np.union1d(gram_t, row_t) if row_t is not None else gram_t
     gpos = np.searchsorted(both, gram_t)
@@ -27,10 +28,11 @@ def scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, nee
     for ch in store.iter_chunks(experiment, alpha, role=["fit", "val"], targets=both, max_rows=max_rows,
                                 unpack=bool(gram_t.size)):   # eq. 9 rows stay packed as stored
         isval = np.isin(ch["model_ids"], val_ids, assume_unique=True)
+        used = np.ones(isval.shape, bool) if use_ids is None else np.isin(ch["model_ids"], use_ids)
         Yall = ch["margins"]
         if correct:
             Yall = (Yall > 0).astype(np.float32)
-        for g, sel in (("fit", ~isval), ("val", isval)):
+        for g, sel in (("fit", ~isval & used), ("val", isval & used)):
             if not sel.any():
                 continue
             if gram_t.size:

@@ -83,6 +83,24 @@ def center_gram_(xx: torch.Tensor, sx: torch.Tensor, m: int) -> torch.Tensor:
     return xx
 
 
+def _splitmix(z: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def model_order(model_ids: np.ndarray, seed: int) -> np.ndarray:
+    """The model ids in a seeded, order-independent random order: ascending splitmix64 of
+    (model_id + (seed + 1)·golden ratio), ties by id. `fit(models=N)` uses the first N, so the
+    N-model share is inside every larger one (nested) and does not depend on how the store was
+    written."""
+    ids = np.asarray(model_ids, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        z = ids.astype(np.uint64) + np.uint64(seed + 1) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x5851F42D4C957F2D)
+    return ids[np.lexsort((ids, _splitmix(z)))]
+
+
 def split_val(model_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """bool [m]: a seeded, order-independent choice of ≈ fraction of models for validation
     (a splitmix64 hash of model_id and seed), used when the store has no role='val' models."""

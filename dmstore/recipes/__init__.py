@@ -29,6 +29,7 @@ __all__ = ["load_recipe", "BUILTIN", "TrainingRecipe", "AttributionRecipe", "che
 BUILTIN = {
     "digits": ("dmstore.recipes.digits", "DigitsMLP"),
     "mnist5k": ("dmstore.recipes.mnist5k", "Mnist5kMLP"),
+    "fashion": ("dmstore.recipes.fashion", "FashionMLP"),
     "cifar10": ("dmstore.recipes.cifar10", "Cifar10ResNet9"),
 }
 

@@ -126,9 +126,14 @@ class BatchedMLP:
                         p.sub_(self.lr * buf)
             if checkpoints is not None:
                 checkpoints.append([p.detach().clone() for p in params])
-        with torch.no_grad():
-            logits = torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, X.expand(k, -1, -1), W1)), W2)
-            margins = margins_of(logits, y.expand(k, -1)).numpy().astype(np.float32)
+        with torch.no_grad():   # margins on every example, a few models at a time (hidden [c, n, h] ≤ 2^26 floats)
+            margins = np.empty((k, self.n), np.float32)
+            c_ = max(1, (1 << 26) // (self.n * h))
+            for lo in range(0, k, c_):
+                sl = slice(lo, lo + c_)
+                z = torch.relu(torch.baddbmm(b1[sl], X.expand(len(W1[sl]), -1, -1), W1[sl]))
+                logits = torch.baddbmm(b2[sl], z, W2[sl])
+                margins[sl] = margins_of(logits, y.expand(len(W1[sl]), -1)).numpy()
         right = margins > 0
         return {"margins": margins, "params": [p.detach() for p in params],
                 "train_accuracy": right[:, : self.d].mean(1), "test_accuracy": right[:, self.d:].mean(1)}

@@ -31,14 +31,25 @@ class TrainReport:
                 + (f", {rate:,.0f} models/min" if rate else ""))
 
 
+def _recipe(spec: str, opts: dict):
+    """load_recipe(spec, **opts), with an error naming the option a recipe does not take."""
+    try:
+        return load_recipe(spec, **opts)
+    except TypeError as e:
+        if not opts:
+            raise
+        raise InputError(f"recipe {spec!r} takes no {', '.join(opts)} option ({e}); --data applies to recipes "
+                         f"that read files (fashion)", params=tuple(opts)) from None
+
+
 def _work(args):
     """Train and ingest the given batches (runs in a worker process or inline)."""
-    (root, recipe_spec, experiment, alpha, role, seed, repeats, batches, threads, queue) = args
+    (root, recipe_spec, experiment, alpha, role, seed, repeats, batches, threads, queue, opts) = args
     import torch
     if threads:
         torch.set_num_threads(threads)
     store = Store.open(root, "a")
-    recipe = load_recipe(recipe_spec)
+    recipe = _recipe(recipe_spec, opts)
     source = recipe_source(recipe, role)
     for ks in batches:
         ks = np.asarray(ks)
@@ -59,7 +70,8 @@ def _work(args):
 
 def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, batch: int = 500,
           seed: int = 0, experiment: str | None = None, repeats: int = 1, role: str = "fit",
-          workers: int = 1, progress: bool | None = None, shard: tuple[int, int] | None = None) -> TrainReport:
+          workers: int = 1, progress: bool | None = None, shard: tuple[int, int] | None = None,
+          data=None) -> TrainReport:
     """Train `models` models of `recipe` on α-subsets into the store at `root` (created from the
     recipe's examples when missing), resuming where an earlier run stopped. `shard` = (K, N)
     trains only the plan's models k with k mod N = K: N shards (any scheduler, any machines
@@ -74,7 +86,8 @@ def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, 
                          params=("models", "batch", "repeats", "workers"))
     if shard is not None and not (0 <= shard[0] < shard[1]):
         raise InputError(f"shard {shard[0]}/{shard[1]}: K/N needs 0 <= K < N", params=("shard",))
-    rec = load_recipe(recipe)
+    opts = {} if data is None else {"data": str(data)}
+    rec = _recipe(recipe, opts)
     experiment = experiment or rec.name
     if not (Path(root) / P.MANIFEST).exists():
         Store.create(root, examples=rec.examples(), exist_ok=True)   # shards may race to create it
@@ -95,14 +108,14 @@ def train(root, recipe: str = "digits", alpha: float = 0.5, models: int = 1000, 
     bar = progress_bar(total=pending.size, desc=f"train {rec.name}", unit="model", enabled=progress)
     if workers == 1 or len(batches) <= 1:
         q = _InlineBar(bar)
-        _work((str(root), recipe, experiment, alpha, role, seed, repeats, batches, None, q))
+        _work((str(root), recipe, experiment, alpha, role, seed, repeats, batches, None, q, opts))
     else:
         ctx = mp.get_context("spawn")
         q = ctx.Manager().Queue()
         shards = [batches[w::workers] for w in range(workers)]
         with ctx.Pool(workers) as pool:
             res = pool.map_async(_work, [(str(root), recipe, experiment, alpha, role, seed, repeats,
-                                          s, 1, q) for s in shards if s])
+                                          s, 1, q, opts) for s in shards if s])
             while not res.ready():
                 res.wait(0.2)
                 while not q.empty():
