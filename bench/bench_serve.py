@@ -7,8 +7,9 @@ queries and its templates; no network).
     python bench/bench_serve.py --quick                           # n = 1,000, d = 5,000
 
 Without --store it builds the store of bench_attribution.py (n test targets, d train examples,
-`fit` + `eval` models, a dense float16 score matrix ingested as a fit) plus a difference-of-means
-fit on the same targets, so every route (the disagreement order included) has two methods to read.
+`fit` + `eval` models, a dense float16 score matrix ingested as a fit) plus a second method (the
+same scores with fresh noise, ingested under another name), so every route (the disagreement
+order included) has two dense methods to read.
 Targets: ≤ 300 ms per page on the demo store, ≤ 1 s on 10,000 targets × 50,000 train examples.
 """
 from __future__ import annotations
@@ -35,9 +36,18 @@ def build(work: str, a) -> str:
         subprocess.run([sys.executable, "-c", BUILD.format(d=a.d, n=a.n, fit=a.fit, eval=a.eval, root=root,
                                                            scores=scores)], check=True)
         child(OURS.format(root=root, scores=scores))
+        s1 = np.load(scores, mmap_mode="r")
+        other = os.path.join(work, "scores2.npy")
+        s2 = np.lib.format.open_memmap(other, mode="w+", dtype=np.float16, shape=s1.shape)
+        rng = np.random.default_rng(1)
+        for lo in range(0, s1.shape[0], 500):
+            blk = np.asarray(s1[lo:lo + 500], np.float32)
+            s2[lo:lo + 500] = (blk + rng.normal(scale=0.3, size=blk.shape)).astype(np.float16)
+        s2.flush()
+        del s1, s2
         from dmstore import Store
-        from dmstore.fit import fit
-        fit(Store.open(root, "a"), "syn", 0.5, estimator="diff_means", progress=False)
+        from dmstore.ingest import ingest_scores
+        ingest_scores(Store.open(root, "a"), other, "synthetic_b", "syn", 0.5, progress=False)
         print(f"built {root} in {time.time() - t0:.0f} s", flush=True)
     return root
 

@@ -92,6 +92,48 @@ def build_report(store, fit_id: int, path, title: str = "dmstore report", all_fi
     else:
         parts.append("<p>No eval models: train some with <code>--role eval</code>.</p>")
 
+    # the cost-quality frontier (`dmstore frontier`)
+    from .frontier import train_rate
+    rate = train_rate(store, run_["experiment"], run_["alpha"])
+    fr = run(con, "frontier_rows", e=run_["experiment"], a=run_["alpha"], r=rate).to_arrow_table().to_pylist()
+    fr = [r for r in fr if r["lds"] is not None]
+    by_est: dict = {}
+    for r in fr:
+        by_est.setdefault((r["estimator"], r["kind"]), []).append(r)
+    parts.append("<h2>Cost–quality frontier</h2>")
+    if any(len({r["models_used"] for r in v}) > 1 for v in by_est.values()):
+        panels = [("models_used", "models used (log scale)")] + ([("compute_s", "compute seconds (log scale)")]
+                                                                 if rate else [])
+        fig, axes = _subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False)
+        for ax, (col, label) in zip(axes[0], panels):
+            for (est, kind), pts in sorted(by_est.items()):
+                pts = sorted((p for p in pts if p[col]), key=lambda p: p[col])
+                if not pts:
+                    continue
+                x = [p[col] for p in pts]
+                y = [p["lds"] for p in pts]
+                lo = [p["lds"] - (p["lds_ci_lo"] if p["lds_ci_lo"] is not None else p["lds"]) for p in pts]
+                hi = [(p["lds_ci_hi"] if p["lds_ci_hi"] is not None else p["lds"]) - p["lds"] for p in pts]
+                ax.errorbar(x, y, yerr=[lo, hi], fmt="o-" if kind == "regression" else "s", capsize=2, label=est)
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel("held-out LDS")
+        axes[0][0].legend(fontsize=7)
+        parts.append(_png(
+            fig, "Held-out LDS of every method against the models it used" + (" and its compute" if rate else ""),
+            "Each point is one fit on experiment " + html.escape(run_["experiment"]) + f" at alpha {run_['alpha']}: "
+            "its held-out LDS (95 % bootstrap interval over targets) against the models it used — a regression "
+            "fit on a nested share of the models (`dmstore frontier`, `fit --models N`), an attribution method's "
+            "full-data models" + (f" — and against its compute: the models' training time at the "
+                                  f"{rate:.3f} s per model the store's training commits recorded, plus the fit "
+                                  "(an attribution method: its recorded compute)" if rate else "")
+            + ". Lines join one estimator's shares; the highest curve at a budget is the method to use there.",
+            width=760 if rate else 640))
+    else:
+        parts.append("<p>One fit per method so far: run <code>dmstore frontier STORE --experiment "
+                     f"{html.escape(run_['experiment'])} --alpha {run_['alpha']}</code> to fit each estimator on "
+                     "nested shares of the models and draw the frontier here.</p>")
+
     # figure 5
     pv = run(con, "report_scatter", **p).fetchnumpy()
     n_all = run(con, "n_predictions", **p).fetchall()[0][0]

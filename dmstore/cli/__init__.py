@@ -35,7 +35,7 @@ def cli(quiet):
 for _cmd in (store.init, ingest.ingest, query.query, store.info, store.schema, query.export, fit.fit_cmd,
              train.train_cmd, analysis.counterfactual_cmd, analysis.support_cmd, analysis.report_cmd, analysis.attribute_cmd,
              train.demo_cmd, analysis.embed_cmd, query.views, store.compact_cmd, query.macros, store.log_cmd,
-             store.vacuum, store.migrate, serve.serve_cmd):
+             store.vacuum, store.migrate, serve.serve_cmd, analysis.frontier_cmd):
     cli.add_command(_cmd)
 
 

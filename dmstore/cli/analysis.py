@@ -196,3 +196,66 @@ def attribute_cmd(store, method, models, proj_dim, damping, experiment, alpha, t
     r = attribute(Store.open(store, "a"), method, models, proj_dim, experiment, alpha, targets, device, name,
                   library, seed, recipe, damping=damping)
     click.echo(("already stored: " if r.reused else "") + r.summary())
+
+
+@click.command("frontier", cls=Command)
+@store_arg
+@click.option("--experiment", required=True, help="Experiment name.")
+@click.option("--alpha", type=float, required=True, help="Subsampling fraction.")
+@click.option("--models", "models", type=IntList(), default=None, metavar="N,N,…",
+              help="Shares of the fit + val models to fit on (nested, seeded: `fit --models`) "
+                   "[default: 250, 500, 1000, … doubling, then all of them].")
+@click.option("--estimators", default="lasso,diff_means", show_default=True,
+              help="Regression estimators to fit on each share (attribution fits already stored for the "
+                   "experiment and alpha join the table as they are).")
+@click.option("--targets", default="test", show_default=True, help="Targets of every fit: ids like 1400,1500-1510 or a split.")
+@click.option("--lambdas", "n_lambdas", type=click.IntRange(1), default=30, show_default=True, help="lasso: path length.")
+@click.option("--path-patience", type=click.IntRange(1), default=None, metavar="K",
+              help="lasso: leave the path after K rises of the validation MSE (as for `fit`).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def frontier_cmd(store, experiment, alpha, models, estimators, targets, n_lambdas, path_patience, fmt):
+    """The cost-quality frontier: fit each estimator on nested shares of the models (reusing
+    identical stored fits), then print every fit of the experiment and alpha (attribution
+    methods included) with its held-out LDS and 95 % CI against the models it used and its
+    compute seconds (training of the models it used at the rate the store's training commits
+    recorded, plus its fit; an attribution method's recorded compute). The same table is one
+    query away: SELECT * FROM frontier('E', A, train_s_per_model := S).
+
+    \b
+      dmstore frontier demo-out/store --experiment digits --alpha 0.5
+      dmstore frontier runs --experiment fashion --alpha 0.5 --models 500,1000,2000,4000 --path-patience 3
+      dmstore frontier runs --experiment digits --alpha 0.5 --estimators diff_means --format csv > frontier.csv
+    """
+    import csv
+    import json
+    import sys
+
+    from ..analysis.frontier import frontier
+    from ..store import Store
+    ests = tuple(e for e in estimators.split(",") if e)
+    from ..fit.estimators import ESTIMATORS
+    bad = [e for e in ests if e not in ESTIMATORS]
+    if bad or not ests:
+        raise click.UsageError(f"--estimators: unknown {', '.join(bad) or '(none given)'}; choose from "
+                               f"{', '.join(ESTIMATORS)}")
+    out = frontier(Store.open(store, "a"), experiment, alpha, models, ests, targets, n_lambdas=n_lambdas,
+                   path_patience=path_patience, echo=lambda s: click.echo(s, err=True))
+    rows = out["rows"]
+    if fmt == "json":
+        click.echo(json.dumps({"train_s_per_model": out["train_s_per_model"], "rows": rows}, default=str))
+        return
+    if fmt == "csv":
+        w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["fit_id"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        return
+    rate = out["train_s_per_model"]
+    click.echo(f"{experiment} at alpha {alpha}: " + (f"{rate:.3f} s to train a model (the store's training commits)"
+                                                     if rate else "no training times recorded (compute = fit time)"))
+    click.echo(f"{'fit':>4}  {'estimator':<20} {'kind':<11} {'models':>8}  {'LDS':>6}  {'95 % CI':<16} "
+               f"{'targets':>7}  {'compute s':>10}")
+    f = lambda v, p=3: "" if v is None else f"{v:.{p}f}"   # noqa: E731
+    for r in rows:
+        ci = "" if r["lds_ci_lo"] is None else f"[{r['lds_ci_lo']:.3f}, {r['lds_ci_hi']:.3f}]"
+        click.echo(f"{r['fit_id']:>4}  {r['estimator']:<20} {r['kind']:<11} {r['models_used']:>8,}  {f(r['lds']):>6}  "
+                   f"{ci:<16} {r['n_lds'] if r['n_lds'] is not None else '':>7}  {f(r['compute_s'], 1):>10}")

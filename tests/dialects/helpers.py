@@ -66,6 +66,8 @@ def _calls(st, lasso, dm, removals_path, spark=None):
         "dm_predict": [({"fit": lasso, "target": D + 1, "mask": mask}, {}),
                        ({"fit": lasso, "target": 0, "mask": mask}, {})],   # not a target: NULL
         "eval_scatter": [({"fit": lasso, "n": 25}, {})],
+        "frontier": [({"experiment_name": "lin", "alpha_value": 0.5, "train_s_per_model": 0.01}, {}),
+                     ({"experiment_name": "lin", "alpha_value": 0.5}, {})],
     }
 
 

@@ -14,7 +14,8 @@ from dmstore.engine import catalog
 from .helpers import _calls, _duck, _duck_call, _key, _norm
 from .linear import D
 
-UDF_COLUMNS = {"eval_kendall": {"kendall"}, "estimator_comparison": {"kendall", "lds_ci_lo", "lds_ci_hi"}}
+UDF_COLUMNS = {"eval_kendall": {"kendall"}, "estimator_comparison": {"kendall", "lds_ci_lo", "lds_ci_hi"},
+               "frontier": {"lds_ci_lo", "lds_ci_hi"}}
 COUNTS_OF_UDF = {"estimator_comparison": {"n_kendall"}}      # 0 in plain DuckDB
 
 
@@ -54,7 +55,7 @@ def test_printed_script_runs_in_plain_duckdb(seeded, removals):
         for params, _ in cases:
             a_cols, a_rows = _duck_call(plain, a, params)
             b_cols, b_rows = _duck_call(ours, a, params)
-            same_rows(a_cols, a_rows, b_cols, b_rows, f"{name}{params}")
+            same_rows(a_cols, a_rows, b_cols, b_rows, f"{name}{params}", UDF_COLUMNS.get(name, set()))
     q = f"SELECT model_id, i, in_mask(mask, i) FROM models, range({D}) AS t(i)"
     same_rows(*_duck(plain, q), *_duck(ours, q), "in_mask")
     assert {m.name for m in catalog.macros()} - set(calls) == {"in_mask"}, "every analytic must be compared"

@@ -24,10 +24,18 @@
         title: {display: true, text: "LDS per fit (held-out eval models)"}},
         onClick: (e, els) => { if (els.length) location.href = "/targets?fit=" + fits[els[0].index].fit_id; }}});
     const cost = document.getElementById("cost-chart");
-    const used = fits.filter(f => f.models_used);
-    new Chart(cost, {type: "scatter", data: {datasets: used.map((f, i) => ({
-        label: f.fit_id + " " + f.estimator, data: [{x: f.models_used, y: f.lds}],
-        backgroundColor: palette[i % palette.length], pointRadius: 6}))},
+    // one line per estimator and experiment/alpha: its fits on nested shares of the models
+    // (`dmstore frontier`) form its cost-quality curve; a method with one fit is one point
+    const groups = {};
+    fits.filter(f => f.models_used).forEach(f => {
+      const key = f.estimator + " (" + f.experiment + ", α " + f.alpha + ")";
+      (groups[key] = groups[key] || []).push(f);
+    });
+    const datasets = Object.keys(groups).sort().map((key, i) => ({
+      label: key, showLine: groups[key].length > 1,
+      data: groups[key].sort((a, b) => a.models_used - b.models_used).map(f => ({x: f.models_used, y: f.lds})),
+      borderColor: palette[i % palette.length], backgroundColor: palette[i % palette.length], pointRadius: 5}));
+    new Chart(cost, {type: "scatter", data: {datasets: datasets},
       options: {maintainAspectRatio: false, plugins: {title: {display: true, text: "Cost–quality: LDS against models used"}},
         scales: {x: {type: "logarithmic", title: {display: true, text: "models used (log)"}},
                  y: {title: {display: true, text: "LDS"}}}}});
