@@ -41,6 +41,7 @@ class Estimator:
     path = False
     on_correctness = False
     reports_gap = False
+    needs_gram = True     # False: solved from the streamed vectors alone (train MSE by a second pass)
 
     def solve(self, block, opts: dict, bar):
         raise NotImplementedError
@@ -170,11 +171,12 @@ class SingleEstimator(Estimator):
 
     def solve(self, block, opts, bar):
         n = block.n
-        Pa = block.problem("all")
+        Pa = block.problem("all") if self.needs_gram or getattr(block, "G", 0) is not None else None
         mua, yba = block.center("all")
         Wf, nit = self.weights(block, Pa, mua, opts)
-        zero = torch.zeros(n, dtype=Pa.C.dtype)
-        row = dict(lam=zero, bias=yba - (mua * Wf).sum(0), train_mse=train_mse(Pa, Wf),
+        zero = torch.zeros(n, dtype=Wf.dtype)
+        mse = train_mse(Pa, Wf) if Pa is not None else torch.full((n,), float("nan"), dtype=Wf.dtype)
+        row = dict(lam=zero, bias=yba - (mua * Wf).sum(0), train_mse=mse,
                    val_mse=torch.full((n,), float("nan")), nnz=(Wf != 0).sum(0), rel_gap=zero,
                    n_iter=nit, converged=torch.ones(n, dtype=torch.bool))
         row = {k: to_numpy(v) for k, v in row.items()}
@@ -202,8 +204,10 @@ class DiffMeans(SingleEstimator):
     def __init__(self, name: str, on_correctness: bool = False):
         self.name, self.on_correctness = name, on_correctness
 
+    needs_gram = False   # its weights are streamed sums; the pipeline streams its train MSE (no d×d Gram)
+
     def weights(self, block, P, mu, opts):
-        return block.diff_means("all"), torch.zeros(P.n)
+        return block.diff_means("all"), torch.zeros(block.n)
 
 
 ESTIMATORS = {e.name: e for e in (Lasso(), Ridge(), OLS(), DiffMeans("diff_means"),

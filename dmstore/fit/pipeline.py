@@ -39,7 +39,7 @@ from .params import FitParams, resolve_device
 from .predictions import eval_predictions
 from ..store.fits import Claim, existing, identity
 from .results import Collected, FitResult, write
-from .scan import scan
+from .scan import rows_mse, scan
 from .solvers import lipschitz_gram
 from .stats import center_gram_, model_order, split_val
 
@@ -143,14 +143,17 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     runtime = {"solver": solver_choice(opts["solver"], test_t.size, train_t.size)} if est.name == "lasso" else {}
     for bi, block_t in enumerate(test_blocks):
         S_fit, S_val, val_rows, _ = scan(store, experiment, alpha, block_t, None, val_ids, dev, dt,
-                                         est.on_correctness, need_gram=bi == 0, use_ids=use_ids)
+                                         est.on_correctness, need_gram=bi == 0 and est.needs_gram, use_ids=use_ids)
         if S_fit.xx is not None:   # the one d×d matrix of the fit: centred in place, kept for every block
             runtime["gram"] = f"{S_fit.gram.kernel} products, {str(S_fit.xx.dtype)[6:]} counts"
             cache["G"] = center_gram_(S_fit.xx, S_fit.sx, S_fit.m).to(dt)
             cache["L"] = lipschitz_gram(cache["G"])
             S_fit.xx = S_fit.gram = None
-        block = GramBlock(S_fit, S_val, val_rows, cache["G"], cache["L"], dt, shared=cache)
+        block = GramBlock(S_fit, S_val, val_rows, cache.get("G"), cache.get("L"), dt, shared=cache)
         rows, weights, _ = est.solve(block, opts, bar)
+        if not est.needs_gram:   # one solution, no Gram: its train MSE from a pass over the masks
+            rows[0]["train_mse"] = rows_mse(store, experiment, alpha, block_t, weights[0][1], rows[0]["bias"], dev,
+                                            dt, est.on_correctness, use_ids)
         out.add(rows, weights, block_t)
         del block
     for block_t in train_blocks:   # eq. 9: packed masks + this block's margins, streamed per block

@@ -59,3 +59,26 @@ def scan(store, experiment, alpha, gram_t, row_t, val_ids, dev, dt, correct, nee
                                        d, dev, dt)
         rows = ({g: packed(Xs[g]) for g in Xs}, {g: cat(Ys[g], row_t.size) for g in Ys})
     return S["fit"], S["val"], val, rows
+
+
+def rows_mse(store, experiment, alpha, targets, W, bias, dev, dt, correct, use_ids=None) -> np.ndarray:
+    """float64 [n]: the mean over the fit + val models (or `use_ids` of them) of
+    (y − bias − x·w)² for each target, by a streaming pass over the masks (no Gram): the train
+    MSE of a single-solution estimator (diff_means) at any d. W: [d, n]; bias: [n]."""
+    W = torch.as_tensor(W).to(device=dev, dtype=dt)
+    b = torch.as_tensor(np.asarray(bias)).to(device=dev, dtype=dt)
+    acc = torch.zeros(W.shape[1], dtype=torch.float64, device=dev)
+    m = 0
+    max_rows = int(min(4096, max(256, (16 << 20) // max(store.d, 1))))
+    for ch in store.iter_chunks(experiment, alpha, role=["fit", "val"], targets=targets, max_rows=max_rows):
+        sel = np.ones(len(ch["model_ids"]), bool) if use_ids is None else np.isin(ch["model_ids"], use_ids)
+        if not sel.any():
+            continue
+        Y = ch["margins"][sel]
+        if correct:
+            Y = (Y > 0).astype(np.float32)
+        X = torch.as_tensor(ch["masks"][sel]).to(device=dev, dtype=dt)
+        r = torch.as_tensor(np.ascontiguousarray(Y)).to(device=dev, dtype=dt) - b - X @ W
+        acc += (r.to(torch.float64) ** 2).sum(0)
+        m += int(sel.sum())
+    return (acc / max(m, 1)).cpu().numpy()
