@@ -71,12 +71,17 @@ def target(s, t: int, k: int = 8) -> dict:
     ex = _example(s, t)
     fits = s.rows("serve_target_fits", t=int(t))
     d = int(json.loads((s.root / P.MANIFEST).read_text())["train_size"])
-    ws = s.rows("serve_target_weights", t=int(t), fits=[f["fit_id"] for f in fits]) if fits else []
-    dense = {}
-    for f in fits:
-        dense[f["fit_id"]] = np.zeros(d, dtype=np.float64)
-    for r in ws:
-        dense[r["fit_id"]][r["train_id"]] = r["weight"]
+    dense = {f["fit_id"]: np.zeros(d, dtype=np.float64) for f in fits}
+    if fits:
+        ws = s.arrays("serve_target_weights", t=int(t), fits=[f["fit_id"] for f in fits])
+        for fid, v in dense.items():
+            sel = ws["fit_id"] == fid
+            v[ws["train_id"][sel]] = ws["weight"][sel]
+    fids = [f["fit_id"] for f in fits]
+    expected = {r["fit_id"]: r["expected_margin"] for r in s.rows("serve_expected_margin", fits=fids, t=int(t))} \
+        if fits else {}
+    searched = {r["fit_id"]: r for r in s.rows("serve_searched_support", t=int(t))} if fits else {}
+    scatter = s.arrays("serve_target_scatter", fits=fids, t=int(t)) if fits else {}
     shown = set()
     for f in fits:
         w = dense[f["fit_id"]]
@@ -86,8 +91,10 @@ def target(s, t: int, k: int = 8) -> dict:
         f["negative"] = [{"train_id": i, "weight": float(w[i])} for i in neg]
         shown.update(pos + neg)
         f["lds"] = _by_target(s, "serve_metrics", f=f["fit_id"]).get(int(t), {}).get("lds")
-        f["scatter"] = s.rows("serve_target_scatter", f=f["fit_id"], t=int(t))
-        f["support"] = _by_target(s, "serve_support", f=f["fit_id"]).get(int(t))
+        sel = scatter["fit_id"] == f["fit_id"]
+        f["scatter"] = [{"model_id": int(a), "predicted": float(b), "margin": float(c)} for a, b, c in
+                        zip(scatter["model_id"][sel], scatter["predicted"][sel], scatter["margin"][sel])]
+        f["support"] = _support(expected.get(f["fit_id"]), w, searched.get(f["fit_id"]))
         f["removals_command"] = (f"dmstore counterfactual {shlex.quote(str(s.root))} --fit {f['fit_id']} "
                                  f"--removals target{t}_fit{f['fit_id']}_top{k}.csv --trials 10")
         f["removals_csv"] = f"/api/target/{t}/removals.csv?fit={f['fit_id']}&k={k}"
@@ -107,6 +114,22 @@ def target(s, t: int, k: int = 8) -> dict:
                                                                                    dense[fb["fit_id"]])})
     return {"example": ex, "k": k, "fits": fits, "agreement": agree,
             "counterfactuals": s.rows("serve_target_counterfactuals", t=int(t))}
+
+
+def _support(e: float | None, w: np.ndarray, searched: dict | None) -> dict | None:
+    """A target's heuristic data support (the data_support macro's definition, for one target,
+    from its expected margin e and weight vector w [d]): the smallest k whose k largest positive
+    weights (ties by train id) sum to e; 0 when e <= 0; None when no k does. `searched`: its
+    guided-search row (support view), if any."""
+    if e is None:
+        return None
+    pos = np.flatnonzero(w > 0)
+    order = pos[np.lexsort((pos, -w[pos]))]
+    csum = np.cumsum(w[order].astype(np.float64))
+    hit = np.flatnonzero(csum >= e)
+    return {"expected_margin": e, "support": 0 if e <= 0 else (int(hit[0]) + 1 if hit.size else None),
+            "top_weight_sum": float(csum[-1]) if csum.size else None,
+            "searched_support": (searched or {}).get("searched_support"), "certified": (searched or {}).get("certified")}
 
 
 def removals_csv(s, t: int, fit: int, k: int) -> str:

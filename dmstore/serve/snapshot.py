@@ -67,6 +67,19 @@ class Snapshot:
             self._cache = {}
         if old is not None:
             old.close()
+        threading.Thread(target=self._warm, args=(con,), daemon=True, name="dmstore-serve-warm").start()
+
+    def _warm(self, con) -> None:
+        """Compute the home page's tables ahead of the first request (on a large store the method
+        table's metrics take a while); a request meanwhile waits on the lock for the same work."""
+        try:
+            for name in ("serve_fits", "serve_experiments"):
+                with self.lock:
+                    if self.con is not con:   # reloaded or closed meanwhile
+                        return
+                    self.table(name)
+        except Exception:   # noqa: BLE001 — warming is an optimisation; the request will report the error
+            pass
 
     def latest_version(self) -> int:
         return int(log.latest_version(self.root))
@@ -78,6 +91,11 @@ class Snapshot:
             cols = rel.columns
             data = rel.fetchall()
         return [{c: _plain(v) for c, v in zip(cols, r)} for r in data]
+
+    def arrays(self, name: str, **params) -> dict:
+        """Columns of internal query `name` as numpy arrays (for large per-target reads)."""
+        with self.lock:
+            return run(self.con, name, **params).fetchnumpy()
 
     def table(self, name: str, **params) -> list[dict]:
         """`rows(name, **params)` kept for the life of the snapshot (which never changes): the
