@@ -12,17 +12,15 @@ def eval_predictions(store, experiment, alpha, collected, dev, dt) -> pa.Table |
     """Predictions of the selected datamodels (`collected`: `results.Collected`) for every eval
     model, computed by blocks of targets against streamed chunks of eval masks. None when there
     are no eval models."""
-    tid, bias, sel = collected.selected()
-    wt = np.concatenate([p[0] for p in sel])
-    wi = np.concatenate([p[2] for p in sel])
-    wv = np.concatenate([p[3] for p in sel])
-    return predict(store, experiment, alpha, tid, bias, wt, wi, wv, dev, dt)
+    tid, bias, _ = collected.selected()
+    return predict(store, experiment, alpha, tid, bias, lambda t_blk: collected.selected_matrix(t_blk, store.d),
+                   dev, dt)
 
 
-def predict(store, experiment, alpha, tid, bias, wt, wi, wv, dev, dt) -> pa.Table | None:
+def predict(store, experiment, alpha, tid, bias, weights_of, dev, dt) -> pa.Table | None:
     """model_id, target_id, predicted of every eval model for targets `tid` (ascending) with
-    biases `bias` and weights given as triples (target wt, train id wi, value wv); None without
-    eval models."""
+    biases `bias`; `weights_of(t_blk)` gives the weights of a block of them as float32
+    [d, len(t_blk)]. None without eval models."""
     if not store.model_ids(experiment, alpha, "eval").size:
         return None
     d = store.d
@@ -30,10 +28,7 @@ def predict(store, experiment, alpha, tid, bias, wt, wi, wv, dev, dt) -> pa.Tabl
     out = []
     for lo in range(0, tid.size, block):
         t_blk = tid[lo:lo + block]
-        W = np.zeros((d, t_blk.size), np.float32)
-        k = (wt >= t_blk[0]) & (wt <= t_blk[-1])
-        W[wi[k], np.searchsorted(t_blk, wt[k])] = wv[k]
-        Wt = torch.as_tensor(W).to(device=dev, dtype=dt)
+        Wt = torch.as_tensor(weights_of(t_blk)).to(device=dev, dtype=dt)
         b = torch.as_tensor(bias[lo:lo + block]).to(device=dev, dtype=dt)
         for ch in store.iter_chunks(experiment, alpha, role="eval", with_margins=False):
             P = (torch.as_tensor(ch["masks"]).to(device=dev, dtype=dt) @ Wt + b).cpu().numpy()

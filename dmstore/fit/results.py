@@ -102,30 +102,105 @@ class FitResult:
         return run(self._store().connect(), "fit_metrics", f=int(self.fit_id)).to_arrow_table()
 
 
+WEIGHT_TABLE_ROWS = 1 << 22   # weights per table handed to the writer (rows stay bounded)
+DENSE_SHARE = 0.3             # a block's weights are kept as a dense [d, nb] matrix above this share
+
+
+@dataclass
+class Part:
+    """The weights of one block of targets at one λ per target: `lam` float64 [nb], `k` the
+    path index (-1: the selected solution), and either `W` float32 [d, nb] (dense blocks) or
+    the non-zeros target-major: `counts` int64 [nb], `ti` int32 train ids, `w` float32 values."""
+    block_t: np.ndarray
+    lam: np.ndarray
+    k: int
+    W: np.ndarray | None = None
+    counts: np.ndarray | None = None
+    ti: np.ndarray | None = None
+    w: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, block_t, lam, W, k) -> "Part":
+        Wc = to_numpy(W).astype(np.float32)
+        lam = to_numpy(lam).astype(np.float64)
+        bt = np.asarray(block_t).astype(np.int32)
+        nz = Wc != 0
+        if nz.mean() > DENSE_SHARE:
+            return cls(bt, lam, k, W=Wc)
+        tj, ti = np.nonzero(nz.T)                      # target-major, train ids ascending
+        return cls(bt, lam, k, counts=nz.sum(0).astype(np.int64), ti=ti.astype(np.int32), w=Wc[ti, tj])
+
+    def into(self, out: np.ndarray, cols: np.ndarray) -> None:
+        """Write this part's weights of the targets at positions `cols` of the block into the
+        columns of `out` [d, len(cols)] (zeros elsewhere)."""
+        if self.W is not None:
+            out[:] = self.W[:, cols]
+            return
+        ends = np.cumsum(self.counts)
+        for c, j in enumerate(cols):
+            lo, hi = ends[j] - self.counts[j], ends[j]
+            out[self.ti[lo:hi], c] = self.w[lo:hi]
+
+    def triples(self, keep: np.ndarray | None = None):
+        """(target_id, lam, train_id, weight) arrays of the targets `keep` (bool [nb]; None: all),
+        target-major, at most ~WEIGHT_TABLE_ROWS weights at a time."""
+        nb = self.block_t.size
+        keep = np.ones(nb, bool) if keep is None else keep
+        d = self.W.shape[0] if self.W is not None else None
+        per = max(1, WEIGHT_TABLE_ROWS // max(d or 1, 1)) if d else nb
+        for lo in range(0, nb, per):
+            sel = np.flatnonzero(keep[lo:lo + per]) + lo
+            if not sel.size:
+                continue
+            if self.W is not None:
+                Wt = np.ascontiguousarray(self.W[:, sel].T)          # [k, d]
+                nz = Wt != 0
+                w, ti = Wt[nz], np.broadcast_to(np.arange(d, dtype=np.int32), Wt.shape)[nz]
+                cnt = nz.sum(1)
+            else:
+                ends = np.cumsum(self.counts)
+                take = np.concatenate([np.arange(ends[j] - self.counts[j], ends[j]) for j in sel]) \
+                    if sel.size else np.zeros(0, np.int64)
+                w, ti, cnt = self.w[take], self.ti[take], self.counts[sel]
+            yield np.repeat(self.block_t[sel], cnt), np.repeat(self.lam[sel], cnt), ti, w
+
+
 @dataclass
 class Collected:
-    """Block results gathered over a fit: per-λ rows of `fits` and the non-zero weights as
-    (target_id, lam, train_id, weight, path index) parts (index -1: the selected solution)."""
+    """Block results gathered over a fit: per-λ rows of `fits`, and the weights as one list of
+    `Part`s per block (dense blocks stay [d, nb] float32: a dense fit of 10,000 targets at
+    d = 60,000 holds 2.4 GB here, never 24-byte rows)."""
     rows: list = field(default_factory=list)
-    weights: list = field(default_factory=list)
+    blocks: list = field(default_factory=list)
 
     def add(self, rows, weights, block_t: np.ndarray) -> None:
         for r in rows:
             keep = r.pop("computed", None)          # a path's λ some targets skipped (path_patience)
             r["target_id"] = block_t
             self.rows.append(r if keep is None or keep.all() else {k: v[keep] for k, v in r.items()})
-        for lam, W, k in weights:
-            Wc = to_numpy(W).astype(np.float32)
-            lam_np = to_numpy(lam).astype(np.float64)
-            tj, ti = np.nonzero(Wc.T)
-            self.weights.append((block_t[tj], lam_np[tj], ti.astype(np.int32), Wc[ti, tj], k))
+        self.blocks.append([Part.of(block_t, lam, W, k) for lam, W, k in weights])
 
     def selected(self):
-        """(target_id int [n], bias [n], weight parts of the selected solutions), by target."""
+        """(target_id int [n], bias [n], selected parts), targets ascending."""
         tid = np.concatenate([r["target_id"][r["selected"]] for r in self.rows])
         bias = np.concatenate([r["bias"][r["selected"]] for r in self.rows])
         order = np.argsort(tid)
-        return tid[order], bias[order], [p for p in self.weights if p[4] == -1]
+        return tid[order], bias[order], [p for b in self.blocks for p in b if p.k == -1]
+
+    def selected_matrix(self, t_blk: np.ndarray, d: int) -> np.ndarray:
+        """float32 [d, len(t_blk)]: the selected weights of targets `t_blk` (ascending)."""
+        W = np.zeros((d, t_blk.size), np.float32)
+        for b in self.blocks:
+            for p in b:
+                if p.k != -1:
+                    continue
+                pos = np.flatnonzero(np.isin(p.block_t, t_blk))
+                if pos.size:
+                    cols = np.searchsorted(t_blk, p.block_t[pos])
+                    tmp = np.zeros((d, pos.size), np.float32)
+                    p.into(tmp, pos)
+                    W[:, cols] = tmp
+        return W
 
     def fits(self) -> dict:
         """The fits columns (FITS_COLUMNS), by target and decreasing λ."""
@@ -134,21 +209,44 @@ class Collected:
         order = np.lexsort((-fits["lam"], fits["target_id"]))
         return {k: v[order] for k, v in fits.items()}
 
-    def weight_columns(self, fits: dict) -> list:
-        """[target_id, lam, train_id, weight]: the selected (refit) solution of every target, and
+    def weight_tables(self, fit_id: int, fits: dict):
+        """Arrow tables of the `weights` rows: the selected (refit) solution of every target, and
         path solutions at the other λ (a path solution at a target's selected λ gives way to the
-        refit), by target, decreasing λ and train id."""
+        refit), by target, decreasing λ and train id — block by block (blocks hold disjoint,
+        contiguous ranges of targets), a block with one selected part streamed as it is stored."""
         sel_t, sel_lam = fits["target_id"][fits["selected"]], fits["lam"][fits["selected"]]
         o = np.argsort(sel_t)
         sel_t, sel_lam = sel_t[o], sel_lam[o]
-        wt = [p for p in self.weights if p[4] == -1]
-        for p in self.weights:
-            if p[4] >= 0:
-                keep = sel_lam[np.searchsorted(sel_t, p[0])] != p[1]
-                wt.append(tuple(a[keep] for a in p[:4]) + (p[4],))
-        cols = [np.concatenate([p[i] for p in wt]) if wt else np.zeros(0) for i in range(4)]
-        order = np.lexsort((cols[2], -cols[1], cols[0])) if cols[0].size else np.zeros(0, np.int64)
-        return [a[order] for a in cols]
+
+        def table(t, lam, ti, w):
+            return pa.table({"fit_id": np.full(w.size, fit_id, np.int64), "target_id": t.astype(np.int32),
+                             "lam": lam.astype(np.float64), "train_id": ti.astype(np.int32),
+                             "weight": w.astype(np.float32)})
+        any_rows = False
+        for parts in sorted(self.blocks, key=lambda b: int(b[0].block_t.min()) if b else 0):
+            if not parts:
+                continue
+            if len(parts) == 1 and parts[0].k == -1:
+                for tr in parts[0].triples():
+                    any_rows = True
+                    yield table(*tr)
+                continue
+            cols = []
+            for p in parts:
+                keep = None
+                if p.k >= 0:
+                    keep = sel_lam[np.searchsorted(sel_t, p.block_t)] != p.lam
+                cols.extend(p.triples(keep))
+            t, lam, ti, w = (np.concatenate([c[i] for c in cols]) for i in range(4)) if cols else \
+                (np.zeros(0),) * 4
+            order = np.lexsort((ti, -lam, t))
+            for lo in range(0, max(order.size, 1), WEIGHT_TABLE_ROWS):
+                sl = order[lo:lo + WEIGHT_TABLE_ROWS]
+                if sl.size:
+                    any_rows = True
+                    yield table(t[sl], lam[sl], ti[sl], w[sl])
+        if not any_rows:
+            yield table(*(np.zeros(0),) * 4)
 
 
 def empty_predictions() -> pa.Table:
@@ -156,10 +254,11 @@ def empty_predictions() -> pa.Table:
                      "predicted": pa.array([], pa.float32())})
 
 
-def fit_tables(fit_id: int, experiment: str, alpha: float, estimator: str, fits: dict, weights: list,
+def fit_tables(fit_id: int, experiment: str, alpha: float, estimator: str, fits: dict, weights,
                preds: pa.Table | None, run: dict) -> dict:
-    """kind → Arrow table of one fit unit. `run`: the fit_runs columns that are not derived from
-    the fits (see `store.fits.fit_runs_row`; n_not_converged is counted here)."""
+    """kind → Arrow table (or stream of tables) of one fit unit. `weights(fit_id)`: the weights
+    rows as a stream of tables (`Collected.weight_tables`). `run`: the fit_runs columns that are
+    not derived from the fits (see `store.fits.fit_runs_row`; n_not_converged is counted here)."""
     nf = fits["target_id"].size
     ids = lambda n: np.full(n, fit_id, np.int64)  # noqa: E731
     conv = fits["converged"].astype(bool)
@@ -176,11 +275,7 @@ def fit_tables(fit_id: int, experiment: str, alpha: float, estimator: str, fits:
             "n_iter": fits["n_iter"].astype(np.int32), "converged": conv,
             "scale": pa.nulls(nf, pa.float64()),
         }),
-        "weights": pa.table({
-            "fit_id": ids(weights[0].size), "target_id": weights[0].astype(np.int32),
-            "lam": weights[1].astype(np.float64), "train_id": weights[2].astype(np.int32),
-            "weight": weights[3].astype(np.float32),
-        }),
+        "weights": weights(fit_id),
         "fit_runs": fit_runs_row(fit_id, experiment, alpha, estimator, dict(run, n_not_converged=int((~conv).sum()))),
         "eval_predictions": preds.add_column(0, "fit_id", pa.array(ids(preds.num_rows))),
     }
@@ -192,7 +287,7 @@ def write(store, experiment: str, alpha: float, estimator: str, collected: Colle
     """Commit the fit (or, with `rec` and `shard`, one shard of run `rec`); returns its FitResult.
     `claim` (a `reuse` fit): an identical fit committed meanwhile is returned instead."""
     fits = collected.fits()
-    weights = collected.weight_columns(fits)
+    weights = lambda fid: collected.weight_tables(fid, fits)  # noqa: E731
     conv = fits["converged"].astype(bool)
     not_conv = sorted(set(fits["target_id"][~conv].tolist()))
     n_sel_nc = int((~conv & fits["selected"].astype(bool)).sum())

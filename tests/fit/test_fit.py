@@ -278,3 +278,22 @@ def test_diff_means_against_numpy_without_a_gram(tmp_path, monkeypatch, estimato
         wv = weight_vector(w, t, fits["lam"][i])
         assert np.allclose(wv, want, atol=1e-6)
         assert fits["train_mse"][i] == pytest.approx(((Xa @ wv + fits["bias"][i] - y) ** 2).mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize("estimator,keep_path", [("lasso", True), ("diff_means", False)])
+def test_weights_streamed_in_small_tables_are_the_same_rows(tmp_path, monkeypatch, estimator, keep_path):
+    """The weights are written block by block in tables of WEIGHT_TABLE_ROWS rows, dense blocks
+    kept as [d, nb] matrices: the rows (and their order) equal those of one table per block."""
+    import dmstore.fit.results as res
+    st, X, Y, roles = make_store(tmp_path)
+    kw = dict(estimator=estimator, targets="all", n_lambdas=4, keep_path=keep_path, block_size=7, dtype="float64")
+    a = fit(st, "e", 0.5, **kw)
+    monkeypatch.setattr(res, "WEIGHT_TABLE_ROWS", 37)
+    monkeypatch.setattr(res, "DENSE_SHARE", 0.0 if estimator == "lasso" else 1.0)   # the other layout
+    b = fit(st, "e", 0.5, **kw)
+    q = "SELECT target_id, lam, train_id, weight FROM weights WHERE fit_id = {}"
+    ra = st.connect().execute(q.format(a.fit_id)).fetchall()
+    rb = st.connect().execute(q.format(b.fit_id)).fetchall()
+    assert ra == rb and len(ra) > 100
+    keys = [(t, -lam, i) for t, lam, i, _ in ra]
+    assert keys == sorted(keys)                     # by target, decreasing λ, train id
