@@ -76,10 +76,14 @@ def main():
         step("frontier (diff_means)", ["frontier", root, "--experiment", "fashion", "--alpha", str(a.alpha),
                                        "--estimators", "diff_means", "--models", ",".join(map(str, shares + [a.models]))],
              a.timeout)
-    size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(root) for f in fs)
+    def du(path):
+        return sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(path) for f in fs)
+    subprocess.run([sys.executable, "-m", "dmstore", "-q", "vacuum", root, "--retain", "0"], capture_output=True)
+    size, models_b, fits_b = du(root), du(os.path.join(root, "batches")), du(os.path.join(root, "fits"))
     n_models = a.models + a.eval
-    print(f"store {size / 2**30:.2f} GiB: {size / (n_models * (D + N_TEST)):.2f} bytes per margin "
-          f"({n_models:,} models x {D + N_TEST:,} examples, with masks, fits and weights)", flush=True)
+    print(f"store {size / 2**30:.2f} GiB after vacuum: models and margins {models_b / 2**30:.2f} GiB = "
+          f"{models_b / (n_models * (D + N_TEST)):.2f} bytes per margin ({n_models:,} models x {D + N_TEST:,} "
+          f"examples, masks included); fits and weights {fits_b / 2**30:.2f} GiB", flush=True)
     p = subprocess.run([sys.executable, "-m", "dmstore", "query", root,
                         "SELECT fit_id, estimator, n_targets, round(lds, 3) AS lds, n_lds, round(lds_common, 3) AS "
                         "lds_common, n_common FROM estimator_comparison ORDER BY lds DESC"],

@@ -90,11 +90,11 @@ def target(s, t: int, k: int = 8) -> dict:
         f["positive"] = [{"train_id": i, "weight": float(w[i])} for i in pos]
         f["negative"] = [{"train_id": i, "weight": float(w[i])} for i in neg]
         shown.update(pos + neg)
-        f["lds"] = _by_target(s, "serve_metrics", f=f["fit_id"]).get(int(t), {}).get("lds")
         sel = scatter["fit_id"] == f["fit_id"]
         f["scatter"] = [{"model_id": int(a), "predicted": float(b), "margin": float(c)} for a, b, c in
                         zip(scatter["model_id"][sel], scatter["predicted"][sel], scatter["margin"][sel])]
         f["support"] = _support(expected.get(f["fit_id"]), w, searched.get(f["fit_id"]))
+        f["lds"] = _spearman(scatter["predicted"][sel], scatter["margin"][sel], f["estimator"])
         f["removals_command"] = (f"dmstore counterfactual {shlex.quote(str(s.root))} --fit {f['fit_id']} "
                                  f"--removals target{t}_fit{f['fit_id']}_top{k}.csv --trials 10")
         f["removals_csv"] = f"/api/target/{t}/removals.csv?fit={f['fit_id']}&k={k}"
@@ -114,6 +114,16 @@ def target(s, t: int, k: int = 8) -> dict:
                                                                                    dense[fb["fit_id"]])})
     return {"example": ex, "k": k, "fits": fits, "agreement": agree,
             "counterfactuals": s.rows("serve_target_counterfactuals", t=int(t))}
+
+
+def _spearman(pred: np.ndarray, margin: np.ndarray, estimator: str) -> float | None:
+    """The target's held-out Spearman correlation as eval_metrics computes it (average ranks;
+    the actual output is correctness for `*_correct` estimators; None where either is constant)."""
+    from scipy.stats import rankdata
+    actual = (margin > 0).astype(np.float64) if estimator.endswith("_correct") else margin.astype(np.float64)
+    if pred.size < 2 or np.ptp(pred) == 0 or np.ptp(actual) == 0:
+        return None
+    return float(np.corrcoef(rankdata(pred), rankdata(actual))[0, 1])
 
 
 def _support(e: float | None, w: np.ndarray, searched: dict | None) -> dict | None:

@@ -73,11 +73,17 @@ class Snapshot:
         """Compute the home page's tables ahead of the first request (on a large store the method
         table's metrics take a while); a request meanwhile waits on the lock for the same work."""
         try:
-            for name in ("serve_fits", "serve_experiments"):
+            jobs = [("serve_fits", {}), ("serve_experiments", {})]
+            with self.lock:
+                if self.con is not con:
+                    return
+                fits = [r["fit_id"] for r in self.table("serve_fits")]
+            jobs += [("serve_metrics", {"f": f}) for f in fits]   # the target lists' held-out LDS
+            for name, params in jobs:
                 with self.lock:
                     if self.con is not con:   # reloaded or closed meanwhile
                         return
-                    self.table(name)
+                    self.table(name, **params)
         except Exception:   # noqa: BLE001 — warming is an optimisation; the request will report the error
             pass
 

@@ -103,6 +103,9 @@ def test_target_page_against_sql(client, con, digits_store):
     n_eval = con.execute("SELECT count(*) FROM models WHERE role = 'eval'").fetchall()[0][0]
     assert len(lasso["scatter"]) == len(sc) == n_eval > 0
     assert np.allclose([r["predicted"] for r in lasso["scatter"]], [a for a, _ in sc])
+    for x in api["fits"]:
+        sp = con.execute(f"SELECT spearman FROM eval_metrics WHERE fit_id = {x['fit_id']} AND target_id = {t}").fetchall()
+        assert x["lds"] == pytest.approx(sp[0][0], abs=1e-9)
     ds = con.execute(f"SELECT support, expected_margin FROM data_support({f}) WHERE target_id = {t}").fetchall()[0]
     assert lasso["support"]["support"] == ds[0] and lasso["support"]["expected_margin"] == pytest.approx(ds[1])
     # agreement: top-k overlap and Kendall tau over all d train examples, computed independently
