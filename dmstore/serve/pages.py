@@ -12,6 +12,7 @@ from ..errors import InputError, NotFoundError
 from ..storage import paths as P
 
 ORDERS = ("lds", "support", "disagreement", "id")
+EXAMPLE_K = 20   # example pages up to this k read a per-fit table computed once per snapshot
 
 
 def _example(s, i: int) -> dict:
@@ -158,10 +159,27 @@ def example(s, i: int, k: int = 8) -> dict:
     """Training (or test) example `i`: the targets it influences most in each direction per fit,
     and where it is a test target's top leakage candidate."""
     ex = _example(s, i)
-    infl = s.rows("serve_example_influence", i=int(i), k=int(k)) if ex["split"] == "train" else []
     by_fit: dict[int, dict] = {}
-    for r in infl:
-        by_fit.setdefault(r["fit_id"], {"fit_id": r["fit_id"], "positive": [], "negative": []})[r["direction"]].append(r)
+    if ex["split"] == "train" and k <= EXAMPLE_K:
+        for fid in _fit_ids(s):   # one pass per fit over its weights, kept for the snapshot
+            top = s.table("serve_example_top", f=fid, k=EXAMPLE_K)
+            idx = s.cached(("example_top_index", fid), lambda top=top: {r["train_id"]: r for r in top})
+            r = idx.get(int(i))
+            if r is None:
+                continue
+            f = {"fit_id": fid, "positive": [], "negative": []}
+            for side, t_, w_ in (("positive", "pos_t", "pos_w"), ("negative", "neg_t", "neg_w")):
+                for rank, (t, w) in enumerate(zip((r[t_] or [])[:k], (r[w_] or [])[:k]), 1):
+                    f[side].append({"fit_id": fid, "direction": side, "rank": rank, "target_id": t, "weight": w})
+            if f["positive"] or f["negative"]:
+                by_fit[fid] = f
+        labels = _labels(s, [x["target_id"] for f in by_fit.values() for x in f["positive"] + f["negative"]])
+        for f in by_fit.values():
+            for x in f["positive"] + f["negative"]:
+                x["target_label"] = labels.get(x["target_id"], {}).get("label")
+    elif ex["split"] == "train":
+        for r in s.rows("serve_example_influence", i=int(i), k=int(k)):
+            by_fit.setdefault(r["fit_id"], {"fit_id": r["fit_id"], "positive": [], "negative": []})[r["direction"]].append(r)
     leaks = []
     if ex["split"] == "train":
         for fid, f in _fit_ids(s).items():
@@ -196,18 +214,16 @@ def targets(s, fit: int, order: str = "lds", vs: int | None = None, n: int = 50,
     run_ = require_fit(s, fit)
     if vs is not None:
         require_fit(s, vs)
-    key = ("targets", int(fit), vs)
-    rows = s._cache.get(key)
-    if rows is None:
+    def build():
         lds = _by_target(s, "serve_metrics", f=int(fit))
         sup = _by_target(s, "serve_support", f=int(fit))
         agree = _by_target(s, "serve_agreement", f=int(fit), g=int(vs)) if vs is not None else {}
-        rows = [{"target_id": r["target_id"], "label": r["label"], "lds": lds.get(r["target_id"], {}).get("lds"),
+        return [{"target_id": r["target_id"], "label": r["label"], "lds": lds.get(r["target_id"], {}).get("lds"),
                  "support": sup.get(r["target_id"], {}).get("support"),
                  "expected_margin": sup.get(r["target_id"], {}).get("expected_margin"),
                  "agreement": agree.get(r["target_id"], {}).get("agreement")}
                 for r in s.table("serve_fit_targets", f=int(fit))]
-        s._cache[key] = rows
+    rows = s.cached(("targets", int(fit), vs), build)
     col = {"lds": "lds", "support": "support", "disagreement": "agreement", "id": "target_id"}[order]
     ordered = sorted(rows, key=lambda r: (r[col] is None, r[col] if r[col] is not None else 0, r["target_id"]))
     lo = int(page) * int(n)

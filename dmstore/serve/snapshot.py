@@ -103,16 +103,20 @@ class Snapshot:
         with self.lock:
             return run(self.con, name, **params).fetchnumpy()
 
-    def table(self, name: str, **params) -> list[dict]:
-        """`rows(name, **params)` kept for the life of the snapshot (which never changes): the
-        per-fit tables that pages slice (metrics, support, leakage, agreement), computed once."""
-        key = (name, tuple(sorted(params.items())))
+    def cached(self, key, build):
+        """build() kept under `key` for the life of the snapshot (which never changes); the
+        oldest of CACHE_TABLES entries is dropped first."""
         with self.lock:
             if key not in self._cache:
                 if len(self._cache) >= CACHE_TABLES:
                     self._cache.pop(next(iter(self._cache)))
-                self._cache[key] = self.rows(name, **params)
+                self._cache[key] = build()
             return self._cache[key]
+
+    def table(self, name: str, **params) -> list[dict]:
+        """`rows(name, **params)` kept for the snapshot's life: the per-fit tables that pages
+        slice (metrics, support, leakage, agreement, each example's top targets), computed once."""
+        return self.cached((name, tuple(sorted(params.items()))), lambda: self.rows(name, **params))
 
     def png(self, example_id: int) -> bytes | None:
         return self.images.png(example_id, lock=self.lock)

@@ -146,6 +146,11 @@ def test_example_page_against_sql(client, con, digits_store):
     lk = {(r[0], r[1]) for r in con.execute(f"SELECT target_id, leakage_rank FROM leakage({f}, 1) "
                                                f"WHERE train_id = {i}").fetchall()}
     assert {(r["target_id"], r["leakage_rank"]) for r in api["leakage"] if r["fit_id"] == f} == lk
+    wide = {x["fit_id"]: x for x in client.get(f"/api/example/{i}?k=25").json()["influence"]}   # the direct query
+    for fid, x in infl.items():
+        for side in ("positive", "negative"):
+            assert [(r["target_id"], r["rank"]) for r in x[side]] == \
+                [(r["target_id"], r["rank"]) for r in wide[fid][side][:3]]
     page = client.get(f"/example/{i}").text
     assert all(f'href="/target/{r["target_id"]}"' in page for r in infl[f]["positive"])
     # a test example: its page says it influences nothing and links to its target page
