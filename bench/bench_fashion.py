@@ -8,7 +8,7 @@ Steps: train the fit models (`dmstore train --recipe fashion --workers 2`), the 
 compact, difference of means for all 10,000 test targets, LASSO for the first --targets test
 targets (--lasso; at d = 60,000 its float32 Gram alone is 14.4 GB), `dmstore attribute` for
 trak, if, tracin, graddot and repsim on those targets, the frontier of difference of means
-(`dmstore frontier`), the store's bytes per margin, and the method table (held-out LDS).
+(`dmstore frontier` on the --targets targets, where every method has scores), the store's bytes per margin, and the method table (held-out LDS).
 Reruns resume: stored models and identical fits are reused. Needs Debian's
 dataset-fashion-mnist (or DMSTORE_FASHION_DATA).
 """
@@ -74,11 +74,11 @@ def main():
     shares = [int(x) for x in a.shares.split(",") if int(x) < a.models]
     if shares:
         step("frontier (diff_means)", ["frontier", root, "--experiment", "fashion", "--alpha", str(a.alpha),
-                                       "--estimators", "diff_means", "--models", ",".join(map(str, shares + [a.models]))],
-             a.timeout)
+                                       "--estimators", "diff_means", "--targets", tgt,
+                                       "--models", ",".join(map(str, shares + [a.models]))], a.timeout)
     def du(path):
         return sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(path) for f in fs)
-    subprocess.run([sys.executable, "-m", "dmstore", "-q", "vacuum", root, "--retain", "0"], capture_output=True)
+    subprocess.run([sys.executable, "-m", "dmstore", "-q", "vacuum", root, "--retain", "0", "--force"], capture_output=True)
     size, models_b, fits_b = du(root), du(os.path.join(root, "batches")), du(os.path.join(root, "fits"))
     n_models = a.models + a.eval
     print(f"store {size / 2**30:.2f} GiB after vacuum: models and margins {models_b / 2**30:.2f} GiB = "
