@@ -212,7 +212,8 @@ def attribute_cmd(store, method, models, proj_dim, damping, experiment, alpha, t
 @click.option("--lambdas", "n_lambdas", type=click.IntRange(1), default=30, show_default=True, help="lasso: path length.")
 @click.option("--path-patience", type=click.IntRange(1), default=None, metavar="K",
               help="lasso: leave the path after K rises of the validation MSE (as for `fit`).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="table: aligned text; csv or json (with the training rate) for scripts.")
 def frontier_cmd(store, experiment, alpha, models, estimators, targets, n_lambdas, path_patience, fmt):
     """The cost-quality frontier: fit each estimator on nested shares of the models (reusing
     identical stored fits), then print every fit of the experiment and alpha (attribution

@@ -17,7 +17,8 @@ def commands(group=cli, prefix=()):
 
 
 DUMMY = {"integer": "99", "float": "0.3", "text": "nope", "directory": None, "file": None, "path": None}
-LONG_JOBS = {("demo",), ("train",)}   # would really train on good input: checked with bad input only
+LONG_JOBS = {("demo",), ("train",), ("serve",)}   # would really train (or serve until stopped) on good input:
+# checked with bad input only
 
 
 def dummy_args(cmd, store, tmp_path):
@@ -49,7 +50,9 @@ def test_every_command_fails_cleanly(path, cmd, filled, tmp_path, monkeypatch):
         no_traceback(r, [])
         assert r.exit_code == 2 and "Usage:" in r.output, r.output
     if path in LONG_JOBS:
-        r = run([tmp_path / "missing", "--alpha", "7"] if path == ("train",) else ["--out", "/proc/nope/x"])
+        bad = {("train",): [tmp_path / "missing", "--alpha", "7"], ("serve",): [tmp_path / "missing"],
+               ("demo",): ["--out", "/proc/nope/x"]}[path]
+        r = run(bad)
         no_traceback(r, path)
         assert r.exit_code in (1, 2) and ("Error" in r.output), r.output
         return
