@@ -60,10 +60,10 @@ class Images:
 
     @staticmethod
     def _features_column(con) -> bool:
-        cols = [r[0] for r in con.execute("DESCRIBE examples").fetchall()]
-        if "features" not in cols:
+        from ..engine.connect import _columns
+        if "features" not in _columns(con, "examples"):
             return False
-        row = con.execute("SELECT features FROM examples WHERE features IS NOT NULL LIMIT 1").fetchall()
+        row = run(con, "serve_first_features").fetchall()
         return bool(row) and _from_features(row[0][0]) is not None
 
     @property
@@ -106,7 +106,7 @@ def _recipe(con):
     (has `image`), else None. A recipe that cannot be loaded here is skipped."""
     from ..errors import DmstoreError
     from ..recipes import BUILTIN, load_recipe
-    rows = con.execute("SELECT DISTINCT source FROM models WHERE source LIKE 'train:%' ORDER BY source").fetchall()
+    rows = run(con, "serve_train_sources").fetchall()
     for (source,) in rows:
         name = source.split(":")[1].split("/")[0]
         if name not in BUILTIN:

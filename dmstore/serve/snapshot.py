@@ -60,7 +60,7 @@ class Snapshot:
     def open(self) -> None:
         """(Re)connect to the newest version of the store."""
         con = connect(self.root, threads=self.threads)
-        version = con.execute("SELECT getvariable('dmstore_version')").fetchall()[0][0]
+        version = run(con, "serve_version").fetchall()[0][0]
         images = Images(con, self.images_dir)
         with self.lock:
             old, self.con, self.version, self.images = self.con, con, int(version), images
