@@ -146,11 +146,11 @@ def newton_open(P: Problem, lam: torch.Tensor, sol: Solution, tol) -> None:
 
 
 def lasso_activeset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float = 1e-6,
-                    max_iter: int = 1000, fista_first: int | None = None) -> Solution:
-    """FISTA for `fista_first` (FISTA_FIRST) iterations; Newton steps on the columns still open
+                    max_iter: int = 1000) -> Solution:
+    """FISTA for FISTA_FIRST iterations; Newton steps on the columns still open
     (certified by their duality gap computed in float64); FISTA again on those the steps did not
     certify (within max_iter in all). Same Solution as `lasso_solve`."""
-    first = FISTA_FIRST if fista_first is None else fista_first
+    first = FISTA_FIRST
     sol = lasso_solve(P, lam, W0, tol, min(max_iter, first))
     if not bool(sol.converged.all()):
         newton_open(P, lam, sol, tol)

@@ -8,6 +8,7 @@ import shlex
 
 import numpy as np
 
+from ..engine.udfs import kendall_one
 from ..errors import InputError, NotFoundError
 from ..storage import paths as P
 
@@ -54,14 +55,6 @@ def home(s) -> dict:
                       "format_version": manifest.get("format_version"), "train_size": manifest.get("train_size"),
                       "n_examples": manifest.get("n_examples"), "images": s.images.source},
             "experiments": s.table("serve_experiments"), "fits": fits}
-
-
-def _kendall(a: np.ndarray, b: np.ndarray) -> float | None:
-    from scipy.stats import kendalltau
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    tau = kendalltau(a, b).statistic
-    return None if tau != tau else float(tau)
 
 
 def target(s, t: int, k: int = 8) -> dict:
@@ -111,7 +104,7 @@ def target(s, t: int, k: int = 8) -> dict:
             pa_ = {r["train_id"] for r in fa["positive"]}
             pb_ = {r["train_id"] for r in fb["positive"]}
             agree.append({"fit_a": fa["fit_id"], "fit_b": fb["fit_id"],
-                          "topk_overlap": len(pa_ & pb_) / k, "kendall": _kendall(dense[fa["fit_id"]],
+                          "topk_overlap": len(pa_ & pb_) / k, "kendall": kendall_one(dense[fa["fit_id"]],
                                                                                    dense[fb["fit_id"]])})
     return {"example": ex, "k": k, "fits": fits, "agreement": agree,
             "counterfactuals": s.rows("serve_target_counterfactuals", t=int(t))}

@@ -209,7 +209,6 @@ def test_sql_box(client, con):
     "SET threads = 1", "SELECT 1; DELETE FROM models",
 ])
 def test_sql_box_refuses_what_query_refuses(client, q):
-    from dmstore.engine.query import read_relation
     r = client.get("/api/sql", params={"q": q})
     assert r.status_code == 400 and r.json()["error"] and r.json()["result"] is None
     assert client.get("/sql/download", params={"q": q, "format": "csv"}).status_code == 400
@@ -281,7 +280,6 @@ def test_store_without_pictures_and_with_a_folder(tmp_path):
 
 
 def test_serving_while_train_appends(tmp_path):
-    from tests.train.test_train import TINY
     root = tmp_path / "s"
     train(root, "tests.train.test_train:TINY", models=40, batch=40, progress=False)
     with TestClient(create_app(root)) as c:
@@ -295,4 +293,3 @@ def test_serving_while_train_appends(tmp_path):
         assert c.get("/reload", params={"next": "/"}, follow_redirects=False).status_code == 303
         assert c.get("/api/version").json()["serving"] == v1["latest"]
         assert c.get("/api/sql", params={"q": "SELECT count(*) FROM models"}).json()["result"]["rows"][0][0] == n0 + 20
-    assert TINY.name
