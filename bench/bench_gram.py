@@ -30,7 +30,8 @@ def main():
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     ops = 2 * a.rows * a.d * a.d
     print(f"device {dev}, torch threads {torch.get_num_threads()}, chunk {a.rows} rows x d={a.d}, "
-          f"median of {a.repeats}; the fit's rule picks '{gram.kernel_for(dev, torch.float32)}' here")
+          f"median of {a.repeats}; the fit's rule picks '{gram.kernel_for(dev, torch.float32)}' here"
+          + (f" (CPU probe: {gram.probe_cpu()})" if dev.type == "cpu" else ""))
     out = {}
     for kernel in ("float32", "int8"):
         def one():

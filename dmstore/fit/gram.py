@@ -4,10 +4,12 @@ an exact count of models.
 Two kernels, chosen at run time per device (`kernel_for`) and recorded in `fit_runs.params`
 (`runtime.gram`):
 - 'int8': `torch._int_mm` (int8 × int8 → int32) on CUDA, where the integer tensor cores run
-  faster than float32; chunk rows and d are zero-padded to multiples of 8 (zero rows and
+  faster than float32, and on a CPU where it measures faster (`probe_cpu`: oneDNN's VNNI kernel
+  on AVX-512/AVX-VNNI CPUs); chunk rows and d are zero-padded to multiples of 8 (zero rows and
   columns add nothing). Exact for any chunk of < 2³¹ rows.
-- 'float32' (also the float64 compute dtype's own GEMM): on the CPU, where `_int_mm` has no fast
-  kernel (bench/bench_gram.py --d 2048 --rows 2048: 1.0 G op/s against 77.6 for float32 GEMM on this 2-core EPYC).
+- 'float32' (also the float64 compute dtype's own GEMM): on a CPU where `_int_mm` is the slower
+  (this project's 2-core AVX2 EPYC, no VNNI: `bench/bench_gram.py` measures 0.5–1.0 G op/s for
+  `_int_mm` against 60–80 GFLOP/s for float32 GEMM; torch falls back to a reference loop there).
   A float GEMM of 0/1 entries is exact while every partial sum stays below 2²⁴ (float32) or 2⁵³
   (float64): a chunk never has more rows than that.
 
@@ -25,14 +27,62 @@ import torch
 EXACT = {torch.float32: 1 << 24, torch.float64: 1 << 53}   # counts a float holds exactly
 
 
+PROBE_ROWS, PROBE_D = 256, 512   # the CPU probe's product: 2·256·512² = 134 M op per kernel
+PROBE_MARGIN = 1.2               # int8 is chosen on a CPU only when this much faster than float32
+_cpu_choice: dict = {}
+
+
+def _best_of(f, n: int = 3) -> float:
+    import time
+    f()
+    best = float("inf")
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def probe_cpu() -> dict:
+    """Times `_int_mm` against a float32 GEMM on one [PROBE_ROWS, PROBE_D] block of 0/1 rows, once
+    per process: {'int8_gops', 'float32_gops', 'int8'} (int8: the integer path is the faster by
+    PROBE_MARGIN and gives the same counts). Skips the integer timing after one call slower than
+    the float32 total (a reference loop: ~0.3 s here)."""
+    if _cpu_choice:
+        return _cpu_choice
+    g = torch.Generator().manual_seed(0)
+    X = (torch.rand(PROBE_ROWS, PROBE_D, generator=g) < 0.5)
+    Xf = X.float()
+    ops = 2 * PROBE_ROWS * PROBE_D * PROBE_D
+    tf = _best_of(lambda: Xf.T @ Xf)
+    out = {"float32_gops": round(ops / tf / 1e9, 1), "int8_gops": None, "int8": False}
+    if hasattr(torch, "_int_mm"):
+        try:
+            import time
+            t = time.perf_counter()
+            counts = int8_gram(X)
+            first = time.perf_counter() - t
+            ti = first if first > 4 * tf else min(first, _best_of(lambda: int8_gram(X)))
+            out["int8_gops"] = round(ops / ti / 1e9, 1)
+            out["int8"] = ti * PROBE_MARGIN < tf and torch.equal(counts.float(), Xf.T @ Xf)
+        except RuntimeError:
+            pass
+    _cpu_choice.update(out)
+    return _cpu_choice
+
+
 def int8_available(device) -> bool:
-    """`torch._int_mm` on this device type (CUDA builds of torch ≥ 2.1)."""
-    return torch.device(device).type == "cuda" and hasattr(torch, "_int_mm")
+    """`torch._int_mm` on this device type and the faster kernel there: CUDA builds of
+    torch ≥ 2.1; on the CPU, where `probe_cpu` measures it faster than float32."""
+    if not hasattr(torch, "_int_mm"):
+        return False
+    kind = torch.device(device).type
+    return kind == "cuda" or (kind == "cpu" and probe_cpu()["int8"])
 
 
 def kernel_for(device, dtype) -> str:
-    """'int8' where the integer path exists and is the fast one (CUDA), else the float dtype's
-    name ('float32' | 'float64')."""
+    """'int8' where the integer path exists and is the fast one (CUDA; a CPU where the probe
+    measures it faster), else the float dtype's name ('float32' | 'float64')."""
     return "int8" if int8_available(device) else str(dtype).removeprefix("torch.")
 
 

@@ -35,6 +35,7 @@ from ..store.validate import check_alpha
 from . import runs
 from .activeset import resolve_solver, solver_choice
 from .blocks import GramBlock, RowBlock
+from .gram import probe_cpu as gram_probe
 from .params import FitParams, resolve_device
 from .predictions import eval_predictions
 from ..store.fits import Claim, existing, identity
@@ -146,6 +147,8 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
                                          est.on_correctness, need_gram=bi == 0 and est.needs_gram, use_ids=use_ids)
         if S_fit.xx is not None:   # the one d×d matrix of the fit: centred in place, kept for every block
             runtime["gram"] = f"{S_fit.gram.kernel} products, {str(S_fit.xx.dtype)[6:]} counts"
+            if S_fit.gram.device.type == "cpu":
+                runtime["gram_probe"] = gram_probe()       # the measured G op/s behind the CPU's choice
             cache["G"] = center_gram_(S_fit.xx, S_fit.sx, S_fit.m).to(dt)
             cache["L"] = lipschitz_gram(cache["G"])
             S_fit.xx = S_fit.gram = None

@@ -59,6 +59,17 @@ def test_promotes_to_float64_before_counts_pass_float32(monkeypatch, kernel):
     assert np.array_equal(acc.xx.numpy(), (X.astype(np.int64).T @ X.astype(np.int64)).astype(np.float64))
 
 
+def test_cpu_kernel_choice_follows_the_probe(monkeypatch):
+    """On the CPU the integer path is chosen exactly when the probe measured it faster (a VNNI
+    CPU); the probe's counts are checked against float32 before it may be chosen."""
+    probe = gram.probe_cpu()
+    assert probe["float32_gops"] > 0
+    assert gram.kernel_for("cpu", torch.float32) == ("int8" if probe["int8"] else "float32")
+    for fast in (True, False):
+        monkeypatch.setattr(gram, "_cpu_choice", dict(probe, int8=fast))
+        assert gram.kernel_for("cpu", torch.float64) == ("int8" if fast else "float64")
+
+
 def test_stats_gram_is_the_accumulators():
     X = masks(100, 9, seed=4)
     S = Stats.zeros(9, 2, "cpu", gram=True, gram_dtype=torch.float32)
@@ -77,6 +88,8 @@ def test_the_kernel_and_solver_a_fit_used_are_recorded(tmp_path):
                                          params={"f": r.fit_id}).fetchall()[0][0])
     rt = params["runtime"]
     assert rt["gram"] == f"{gram.kernel_for('cpu', torch.float32)} products, float32 counts"
+    probe = rt["gram_probe"]
+    assert probe["float32_gops"] > 0 and probe["int8"] == (rt["gram"].startswith("int8"))
     assert set(rt["solver"]) == {"test", "train"} and "feature-sign" in rt["solver"]["test"]
     again = fit(st, "e", 0.5, targets="all", n_lambdas=3, progress=False, reuse=True)
     assert again.fit_id == r.fit_id          # run-time choices are not part of the fit's identity
