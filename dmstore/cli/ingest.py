@@ -109,7 +109,11 @@ def parquet(store, files, mode):
                    "no-op); overwrite: replace it.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="Where the calibration and eval predictions are computed.")
-def scores(store, file, name, experiment, alpha, layout, targets, params, top_k, trak_experiment, mode, device):
+@click.option("--calibration-models", type=click.IntRange(0), default=512, show_default=True,   # = ingest.scores.CALIBRATION_MODELS
+              help="The most fit models the per-target calibration reads (a seeded sample beyond; 0: all). "
+                   "The LDS does not depend on it; MSE barely does.")
+def scores(store, file, name, experiment, alpha, layout, targets, params, top_k, trak_experiment, mode, device,
+           calibration_models):
     """Bring any attribution method's scores in as a fit: calibrated per target on the fit models,
     scored on the eval models, and open to every analytic (estimator_comparison, topk_neighbors,
     dm_removal_effect, counterfactual --fit, report …).
@@ -128,5 +132,5 @@ def scores(store, file, name, experiment, alpha, layout, targets, params, top_k,
     from ..store import Store
     kv = key_values(params, "KEY=VALUE", "--param")
     r = ingest_scores(Store.open(store, "a"), file, name, experiment, alpha, layout, targets, kv, mode, top_k,
-                      trak_experiment, device)
+                      trak_experiment, device, calibration_models=calibration_models or None)
     click.echo(("already stored: " if r.reused else "") + r.summary())

@@ -37,10 +37,10 @@ def lin(tmp_path):
     return st, X, Y, S, tmp_path
 
 
-def _numpy_fit(X, Y, S):
-    """The oracle: per target, least squares of y on s = x·S_j over the fit models (scale kept
-    positive), LDS = mean Spearman over eval models of the calibrated prediction."""
-    Xf, Yf = X[:M_FIT].astype(float), Y[:M_FIT, D:].astype(float)
+def _numpy_fit(X, Y, S, rows=slice(0, M_FIT)):
+    """The oracle: per target, least squares of y on s = x·S_j over the fit models (`rows` of
+    them; scale kept positive), LDS = mean Spearman over eval models of the calibrated prediction."""
+    Xf, Yf = X[rows].astype(float), Y[rows, D:].astype(float)
     s = Xf @ S.T.astype(float)
     scale, bias = [], []
     for j in range(N):
@@ -105,6 +105,48 @@ def test_every_format_gives_the_same_fit_and_numpys_lds(lin):
                       )["kind"] == "trak"
     assert abs(dmstore.connect(st.root).sql("SELECT lds FROM estimator_comparison WHERE fit_id = $f",
                                             params={"f": f16}).fetchall()[0][0] - lds) < 1e-2
+
+
+def test_calibration_on_a_seeded_sample_of_fit_models(lin):
+    """Past `calibration_models` fit models, the calibration reads a seeded sample of that many
+    (fit --models's nested order): scale and bias are numpy's least squares on exactly those
+    models, n_models and fit_runs say how many, the sample is part of the identity, and the LDS
+    is the full calibration's (a positive scale keeps every ranking)."""
+    from dmstore.cli.ingest import scores as scores_cmd
+    from dmstore.fit.stats import model_order
+    from dmstore.ingest.scores import CALIBRATION_MODELS
+    st, X, Y, S, tmp = lin
+    np.save(tmp / "tm.npy", S)
+    assert next(p for p in scores_cmd.params if p.name == "calibration_models").default == CALIBRATION_MODELS
+    full = ingest_scores(st, tmp / "tm.npy", "full", "e", 0.5, calibration_models=None)
+    assert ingest_scores(st, tmp / "tm.npy", "full", "e", 0.5).reused     # 300 <= 512: the same fit
+    part = ingest_scores(st, tmp / "tm.npy", "part", "e", 0.5, calibration_models=100)
+    assert not part.reused and part.fit_id != full.fit_id
+    ids = st.models("e", 0.5, "fit", ["model_id"])["model_id"].to_numpy()   # rows 0..M_FIT-1 of X, in order
+    sample = np.sort(model_order(ids, 0)[:100])
+    scale, bias, pred, lds = _numpy_fit(X, Y, S, rows=np.searchsorted(ids, sample))
+    con = dmstore.connect(st.root)
+    f, _, p = _fit_arrays(con, part.fit_id)
+    assert np.allclose(f["scale"], scale, rtol=1e-6) and np.allclose(f["bias"], bias, rtol=1e-6, atol=1e-9)
+    assert (f["n_models"] == 100).all()
+    assert np.allclose(p["predicted"].reshape(M_EVAL, N), pred, rtol=1e-5, atol=1e-5)
+    run = con.sql("SELECT n_fit, params FROM fit_runs WHERE fit_id = $f", params={"f": part.fit_id}).fetchall()[0]
+    assert run[0] == 100 and json.loads(run[1])["calibration_models"] == 100
+    assert "calibration_models" not in json.loads(con.sql("SELECT params FROM fit_runs WHERE fit_id = $f",
+                                                          params={"f": full.fit_id}).fetchall()[0][0])
+    lds_of = dict(con.sql("SELECT fit_id, lds FROM estimator_comparison").fetchall())
+    assert lds_of[part.fit_id] == pytest.approx(lds, abs=1e-6) == lds_of[full.fit_id]
+    before = snapshot(st.root)
+    for bad in (1, 0, True, 2.5, "100"):
+        with pytest.raises(InputError, match="calibration_models"):
+            ingest_scores(st, tmp / "tm.npy", "bad", "e", 0.5, calibration_models=bad)
+    assert snapshot(st.root) == before
+    r = CliRunner().invoke(cli, ["ingest", "scores", str(st.root), str(tmp / "tm.npy"), "--name", "cli0",
+                                 "--experiment", "e", "--alpha", "0.5", "--calibration-models", "0"])
+    assert r.exit_code == 0, r.output
+    con = dmstore.connect(st.root)
+    assert np.array_equal(_fit_arrays(con, full.fit_id)[0]["scale"],
+                          con.sql("SELECT scale FROM fits WHERE estimator = 'cli0' ORDER BY target_id").fetchnumpy()["scale"])
 
 
 def test_topk_neighbors_equal_numpys(lin):
