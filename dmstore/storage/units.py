@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import queue
 import secrets
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +55,43 @@ def writer_lock(root: Path):
         os.close(fd)
 
 
+WRITE_BEHIND = 2      # tables a stream may be ahead of its writer thread (each ≤ 4 M rows: ~110 MB)
+
+
+def write_behind(writer, tables) -> None:
+    """Write an iterable of Arrow tables with `writer` (a pq.ParquetWriter) on a second thread,
+    so that encoding and compressing one table (pyarrow releases the GIL) overlaps computing the
+    next (`tables` is consumed on this thread: a generator's work stays here). At most
+    WRITE_BEHIND tables wait. An error on either side stops both and is raised here, the
+    producer's first; the file is then incomplete (the caller's unit is discarded)."""
+    q: queue.Queue = queue.Queue(maxsize=WRITE_BEHIND)
+    failed: list[BaseException] = []
+
+    def run():
+        while True:
+            t = q.get()
+            if t is None:
+                return
+            if not failed:
+                try:
+                    writer.write_table(t)
+                except BaseException as e:   # noqa: BLE001  kept and raised on the producer's thread
+                    failed.append(e)
+
+    th = threading.Thread(target=run, name="parquet-write-behind", daemon=True)
+    th.start()
+    try:
+        for t in tables:
+            if failed:
+                break
+            q.put(t)
+    finally:
+        q.put(None)            # the writer drains what is queued (skipping it after an error) and stops
+        th.join()
+    if failed:
+        raise failed[0]
+
+
 class StagedUnit:
     """A directory of Parquet files built privately under `.tmp/`, then published into place.
     Needs this process's writer lease on the store (`lease.held`): its name carries the token."""
@@ -76,8 +115,7 @@ class StagedUnit:
             return
         schema = arrow_schema(kind)
         with parquet_writer(self.tmp / f"{kind}.parquet", kind, metadata) as w:
-            for part in table:
-                w.write_table(fill_nullable(part, schema).select(schema.names).cast(schema))
+            write_behind(w, (fill_nullable(part, schema).select(schema.names).cast(schema) for part in table))
 
     @property
     def path(self) -> str:
