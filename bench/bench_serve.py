@@ -66,8 +66,9 @@ def main():
     fits = snap.table("serve_fits")   # (the warm-up thread computes it once)
     f = fits[0]["fit_id"]
     g = fits[1]["fit_id"] if len(fits) > 1 else None
-    targets = [r[0] for r in snap.con.execute(f"SELECT DISTINCT target_id FROM fits WHERE fit_id = {f}").fetchall()]
-    d = int(snap.con.execute("SELECT count(*) FROM examples WHERE split = 'train'").fetchall()[0][0])
+    with snap.lock:   # the snapshot's one connection, shared with its warm-up thread
+        targets = [r[0] for r in snap.con.execute(f"SELECT DISTINCT target_id FROM fits WHERE fit_id = {f}").fetchall()]
+        d = int(snap.con.execute("SELECT count(*) FROM examples WHERE split = 'train'").fetchall()[0][0])
     rng = np.random.default_rng(0)
     routes = {
         "/": lambda: "/",

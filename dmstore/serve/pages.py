@@ -14,6 +14,10 @@ from ..storage import paths as P
 
 ORDERS = ("lds", "support", "disagreement", "id")
 EXAMPLE_K = 20   # example pages up to this k read a per-fit table computed once per snapshot
+# ... for fits of at most this many selected weights: one pass over 4·10⁷ dense weights took 14 s
+# for that table against 0.35 s for one example's filtered scan (2 cores), so beyond it an
+# example page scans for its own row (~9 s at 10⁹ weights, where the table took > 12 min)
+EXAMPLE_INDEX_WEIGHTS = 5_000_000
 
 
 def _example(s, i: int) -> dict:
@@ -153,8 +157,14 @@ def example(s, i: int, k: int = 8) -> dict:
     and where it is a test target's top leakage candidate."""
     ex = _example(s, i)
     by_fit: dict[int, dict] = {}
-    if ex["split"] == "train" and k <= EXAMPLE_K:
-        for fid in _fit_ids(s):   # one pass per fit over its weights, kept for the snapshot
+    fits = {r["fit_id"]: r for r in s.table("serve_fit_sizes")}     # not _fit_ids: no held-out metrics needed
+    indexed = [fid for fid, f in fits.items() if f["n_weights"] <= EXAMPLE_INDEX_WEIGHTS] if k <= EXAMPLE_K else []
+    if ex["split"] == "train" and len(indexed) < len(fits):   # large fits (or a large k): one filtered scan
+        for r in s.rows("serve_example_influence", i=int(i), k=int(k)):
+            if r["fit_id"] not in indexed:
+                by_fit.setdefault(r["fit_id"], {"fit_id": r["fit_id"], "positive": [], "negative": []})[r["direction"]].append(r)
+    if ex["split"] == "train":
+        for fid in indexed:   # one pass per fit over its weights, kept for the snapshot
             top = s.table("serve_example_top", f=fid, k=EXAMPLE_K)
             idx = s.cached(("example_top_index", fid), lambda top=top: {r["train_id"]: r for r in top})
             r = idx.get(int(i))
@@ -166,21 +176,19 @@ def example(s, i: int, k: int = 8) -> dict:
                     f[side].append({"fit_id": fid, "direction": side, "rank": rank, "target_id": t, "weight": w})
             if f["positive"] or f["negative"]:
                 by_fit[fid] = f
-        labels = _labels(s, [x["target_id"] for f in by_fit.values() for x in f["positive"] + f["negative"]])
-        for f in by_fit.values():
-            for x in f["positive"] + f["negative"]:
+        labels = _labels(s, [x["target_id"] for fid in indexed if fid in by_fit
+                             for x in by_fit[fid]["positive"] + by_fit[fid]["negative"]])
+        for fid in indexed:
+            for x in by_fit[fid]["positive"] + by_fit[fid]["negative"] if fid in by_fit else []:
                 x["target_label"] = labels.get(x["target_id"], {}).get("label")
-    elif ex["split"] == "train":
-        for r in s.rows("serve_example_influence", i=int(i), k=int(k)):
-            by_fit.setdefault(r["fit_id"], {"fit_id": r["fit_id"], "positive": [], "negative": []})[r["direction"]].append(r)
+        by_fit = {fid: by_fit[fid] for fid in sorted(by_fit)}
     leaks = []
     if ex["split"] == "train":
-        for fid, f in _fit_ids(s).items():
+        for fid, f in fits.items():
             for r in s.table("serve_leakage", f=fid):
                 if r["train_id"] == int(i):
                     leaks.append({"fit_id": fid, "estimator": f["estimator"], "target_id": r["target_id"],
                                   "leakage_rank": r["leakage_rank"], "weight": r["weight"]})
-    fits = _fit_ids(s)
     for fid, f in by_fit.items():
         f["estimator"] = fits.get(fid, {}).get("estimator")
     targets_of = s.rows("serve_target_fits", t=int(i))

@@ -159,6 +159,27 @@ def test_example_page_against_sql(client, con, digits_store):
     assert ex["influence"] == [] and set(ex["is_target_in"]) == {digits_store["lasso"], digits_store["dm"]}
 
 
+def test_large_fits_scan_for_the_example_instead_of_a_per_fit_table(client, con, digits_store, monkeypatch):
+    """Past EXAMPLE_INDEX_WEIGHTS selected weights a fit's example page scans for its own row
+    (no per-fit table over all weights): the same targets, ranks and weights as the table gives."""
+    from dmstore.serve import pages
+    f = digits_store["lasso"]
+    n = con.execute(f"SELECT sum(nnz) FROM fits WHERE fit_id = {f} AND selected").fetchall()[0][0]
+    i = con.execute(f"SELECT train_id FROM dm_weights({f}) GROUP BY train_id ORDER BY count(*) DESC, train_id "
+                    f"LIMIT 1").fetchall()[0][0]
+    indexed = client.get(f"/api/example/{i}?k=4").json()["influence"]
+    from dmstore.serve.snapshot import Snapshot
+    monkeypatch.setattr(pages, "EXAMPLE_INDEX_WEIGHTS", n - 1)        # the lasso fit is now "large"
+    calls, rows = [], Snapshot.rows
+    monkeypatch.setattr(Snapshot, "rows", lambda self, name, **p: calls.append(name) or rows(self, name, **p))
+    scanned = client.get(f"/api/example/{i}?k=4").json()["influence"]
+    assert "serve_example_influence" in calls
+    key = lambda infl: [(x["fit_id"], x["estimator"], [(r["target_id"], r["rank"], round(r["weight"], 6),   # noqa: E731
+                                                        r["target_label"]) for r in x["positive"] + x["negative"]])
+                        for x in infl]
+    assert key(scanned) == key(indexed) and any(x["fit_id"] == f for x in scanned)
+
+
 def test_leakage_and_targets_against_sql(client, con, digits_store):
     f, g = digits_store["lasso"], digits_store["dm"]
     api = client.get(f"/api/leakage?fit={f}&n=5").json()
