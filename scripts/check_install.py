@@ -30,8 +30,15 @@ sql = importlib.resources.files("dmstore.sql")
 assert sql.joinpath("eval_metrics.sql").is_file() and sql.joinpath("internal", "compare.sql").is_file() \
     and sql.joinpath("spark").is_dir(), "the SQL files did not ship"
 assert importlib.resources.files("dmstore.schemas").joinpath("store.json").is_file(), "the schemas did not ship"
+if len(sys.argv) > 1:   # every data file of the checkout ships: SQL, schemas, the explorer's templates and static files
+    root = Path(sys.argv[1]).resolve()
+    data = {"dmstore.sql": (root / "sql", "**/*.sql"), "dmstore.schemas": (root / "schemas", "*.json"),
+            "dmstore.serve": (root / "dmstore" / "serve", "[st]*/**/*.*")}
+    missing = [f"{pkg}/{f.relative_to(base)}" for pkg, (base, pattern) in data.items() for f in base.glob(pattern)
+               if f.suffix != ".py" and not importlib.resources.files(pkg).joinpath(*f.relative_to(base).parts).is_file()]
+    assert not missing, f"the wheel lacks {len(missing)} data file(s) of the checkout, e.g. {missing[:5]}"
 exe = Path(sys.executable).with_name("dmstore")
 for args in ([], ["demo"], ["attribute"]):
     out = subprocess.run([str(exe), *args, "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "Usage: dmstore" in out.stdout, (args, out.stderr)
-print(f"installed wheel OK: {len(names)} modules of {here} import; SQL, schemas and the CLI are there")
+print(f"installed wheel OK: {len(names)} modules of {here} import; SQL, schemas, the explorer's files and the CLI are there")
