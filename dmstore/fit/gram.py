@@ -22,6 +22,8 @@ becomes float64 (exact to 2⁵³) the moment a chunk would pass it: counts stay 
 """
 from __future__ import annotations
 
+import time
+
 import torch
 
 EXACT = {torch.float32: 1 << 24, torch.float64: 1 << 53}   # counts a float holds exactly
@@ -33,7 +35,6 @@ _cpu_choice: dict = {}
 
 
 def _best_of(f, n: int = 3) -> float:
-    import time
     f()
     best = float("inf")
     for _ in range(n):
@@ -58,7 +59,6 @@ def probe_cpu() -> dict:
     out = {"float32_gops": round(ops / tf / 1e9, 1), "int8_gops": None, "int8": False}
     if hasattr(torch, "_int_mm"):
         try:
-            import time
             t = time.perf_counter()
             counts = int8_gram(X)
             first = time.perf_counter() - t

@@ -12,10 +12,11 @@ targets are the store's `targets` ('test' by default) in ascending id order.
 Each target's scores s_j get an affine calibration fitted by least squares on the fit models
 (role 'fit'; past CALIBRATION_MODELS of them, a seeded sample of that many — `fit --models`'s
 nested order — since two numbers per target need no more, and each fit model costs a
-[d] × [d, n] product: the LDS is unchanged, as a positive scale keeps every ranking): the prediction for a mask x is bias_j + scale_j · Σ_{i∈x} s_ij. The scale is kept
-positive (at least 10⁻³·σ_y/σ_s), so the ranking of a method's scores — and its LDS — is its
-own; a target whose scores anti-correlate with its outputs gets a near-constant prediction (the
-count is recorded). Weights are stored calibrated (weight = scale · score), `scale` in `fits`,
+[d] × [d, n] product: the LDS is unchanged, as a positive scale keeps every ranking): the
+prediction for a mask x is bias_j + scale_j · Σ_{i∈x} s_ij. The scale is kept positive (at
+least 10⁻³·σ_y/σ_s), so the ranking of a method's scores — and its LDS — is its own; a target
+whose scores anti-correlate with its outputs gets a near-constant prediction (the count is
+recorded). Weights are stored calibrated (weight = scale · score), `scale` in `fits`,
 so predictions, removal effects and MSE are in margin units for every method. Eval predictions
 are a matrix product (torch, GPU when present) by blocks of targets.
 """

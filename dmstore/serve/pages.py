@@ -176,11 +176,10 @@ def example(s, i: int, k: int = 8) -> dict:
                     f[side].append({"fit_id": fid, "direction": side, "rank": rank, "target_id": t, "weight": w})
             if f["positive"] or f["negative"]:
                 by_fit[fid] = f
-        labels = _labels(s, [x["target_id"] for fid in indexed if fid in by_fit
-                             for x in by_fit[fid]["positive"] + by_fit[fid]["negative"]])
-        for fid in indexed:
-            for x in by_fit[fid]["positive"] + by_fit[fid]["negative"] if fid in by_fit else []:
-                x["target_label"] = labels.get(x["target_id"], {}).get("label")
+        from_index = [x for fid in indexed if fid in by_fit for x in by_fit[fid]["positive"] + by_fit[fid]["negative"]]
+        labels = _labels(s, [x["target_id"] for x in from_index])    # (the scan's rows carry theirs)
+        for x in from_index:
+            x["target_label"] = labels.get(x["target_id"], {}).get("label")
         by_fit = {fid: by_fit[fid] for fid in sorted(by_fit)}
     leaks = []
     if ex["split"] == "train":
