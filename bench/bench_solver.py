@@ -1,11 +1,12 @@
-"""Benchmark: the LASSO solvers at the paper's shape, where models are not ≫ features — working
-sets (`solver='workingset'`, the default for test targets), FISTA with active-set Newton steps on
-the full problem ('activeset') and plain batched FISTA ('fista', the solver before issue 26), in
-one run on the same store; the last solver named is the baseline of the ratios.
+"""Benchmark: the LASSO solvers at the paper's shape, where models are not ≫ features — FISTA
+with anchored products then batched Newton–CG steps ('activeset', the default for test targets
+where fit models outnumber train examples), working sets ('workingset', the default where they do
+not) and batched FISTA alone ('fista'), in one run on the same store; the last solver named is the
+baseline of the ratios.
 
-    python bench/bench_solver.py --d 12000 --m 16000 --n 40 --solvers workingset   # issue 26's first case
+    python bench/bench_solver.py --d 12000 --m 16000 --n 40 --solvers activeset    # issue 26's first case
     python bench/bench_solver.py --d 20000 --m 5000 --n 40 --solvers workingset    # m < d
-    python bench/bench_solver.py --d 12000 --m 16000 --n 40 --solvers workingset,fista --patience 3
+    python bench/bench_solver.py --d 12000 --m 16000 --n 40 --solvers activeset,fista --patience 3
     python bench/bench_solver.py --quick
 
 Prints per solver: wall time of `fit` (read + Gram + 10-λ path + selection + refit + write),
@@ -31,14 +32,14 @@ from timing import options  # noqa: E402
 
 import dmstore  # noqa: E402
 from dmstore import Store  # noqa: E402
-from dmstore.fit import solvers  # noqa: E402
+from dmstore.fit import newton_cg, solvers  # noqa: E402
 from dmstore.testing import datamodel_data  # noqa: E402
 
 
 def main():
     a = options(__doc__, quick=dict(d=2000, m=2500, n=20), d=12000, m=16000, n=40, lambdas=10, eval=400,
                 tol=1e-6, max_iter=1000,
-                solvers=("workingset,activeset,fista", "comma-separated; the last is the baseline"),
+                solvers=("activeset,workingset,fista", "comma-separated; the last is the baseline"),
                 patience=(0, "path_patience of every solver but the baseline, the last named when several "
                               "are (0: the whole path)"))
     n_val = a.m // 10
@@ -56,6 +57,7 @@ def main():
     for solver in names:
         patience = (a.patience or None) if len(names) == 1 or solver != names[-1] else None
         solvers.FLOPS["matvec"] = 0
+        newton_cg.STATS.update(cg=0, steps=0)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -70,7 +72,8 @@ def main():
         label = solver + (f"+patience {patience}" if patience else "")
         print(f"{label:21s} {wall:8.1f} s   iterations sum {int(f['n_iter'].sum()):7d} max {int(f['n_iter'].max()):5d}   "
               f"operator {solvers.FLOPS['matvec'] / 1e12:7.2f} TFLOP   at cap {int((~f['converged']).sum()):3d}   "
-              f"worst rel gap {float(np.nanmax(f['rel_gap'])):.2e}   held-out LDS {lds:.4f}")
+              f"worst rel gap {float(np.nanmax(f['rel_gap'])):.2e}   held-out LDS {lds:.4f}   Newton-CG steps "
+              f"{newton_cg.STATS['steps']} (CG iterations {newton_cg.STATS['cg']})")
     base = names[-1]
     con = dmstore.connect(st.root)
     for solver in names[:-1]:

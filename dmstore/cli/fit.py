@@ -31,10 +31,12 @@ from .options import Shard, store_arg
 @click.option("--max-iter", type=click.IntRange(1), default=1000, show_default=True, help="Iteration cap per lambda.")
 @click.option("--solver", type=click.Choice(["auto", "workingset", "activeset", "fista"]), default="auto",
               show_default=True,
-              help="lasso: auto = workingset for test targets (sub-problems on a growing set of features, "
-                   "each solved by FISTA then exact active-set Newton steps, certified by the full duality "
-                   "gap; fast when models are not >> train examples), activeset = FISTA then Newton steps "
-                   "on the full problem, fista = FISTA alone. Train targets (eq. 9) use FISTA.")
+              help="lasso: auto = activeset for test targets where fit models outnumber train examples, "
+                   "else workingset. activeset = FISTA with float64-anchored products, then "
+                   "batched Newton steps on each target's support solved by preconditioned conjugate "
+                   "gradients, certified by the full duality gap (fast when models are not >> train "
+                   "examples); workingset = sub-problems on a growing set of features; fista = FISTA alone. "
+                   "Train targets (eq. 9) use FISTA.")
 @click.option("--path-patience", type=click.IntRange(1), default=None, metavar="K",
               help="lasso, ridge: a target leaves the lambda path after K consecutive lambdas whose validation "
                    "MSE is above its best (the smallest lambdas of a long path are the slowest and are rarely "

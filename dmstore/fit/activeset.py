@@ -25,32 +25,40 @@ from __future__ import annotations
 
 import torch
 
+from .newton_cg import newton_cg
 from .solvers import Problem, Solution, lasso_objective_gap, lasso_solve
 
-FISTA_FIRST = 400     # FISTA iterations before Newton steps on the open columns (bench_solver --quick: 100 → 69 s, 250 → 32 s, 400 → 24 s, 600 → 29 s)
+FISTA_FIRST = 400     # FISTA iterations before per-column Newton steps on the open columns (bench_solver --quick: 100 → 69 s, 250 → 32 s, 400 → 24 s, 600 → 29 s)
+CG_AFTER = 100        # FISTA iterations before batched Newton–CG steps (`newton_cg`): enough to find the support
 MAX_SUPPORT = 4000    # larger supports keep FISTA (a step would cost more than its iterations)
 MAX_STEPS = 40        # Newton steps per column
 GROW = 256            # most violating features added per step
 
 
-def resolve_solver(solver: str, d: int) -> str:
-    """The solver 'auto' stands for: working sets (measured by bench_solver on one machine, each pair
-    in one run: d = 2,000 and 4,000 they reach 0 (target, λ) at the cap where FISTA has 92; at
-    d = 12,000, m = 16,000, 40 targets, patience 2: 615 s, 29 at the cap, against FISTA's 791 s, 34,
-    the same held-out LDS). Others as named. `d` is kept for rules that depend on the size."""
-    return "workingset" if solver == "auto" else solver
+def resolve_solver(solver: str, d: int, n_fit: int | None = None) -> str:
+    """The solver 'auto' stands for, by the shape (measured by bench_solver on one machine, each
+    pair in one run): where the fit models outnumber the d train examples, FISTA with anchored
+    products then batched Newton–CG steps ('activeset': at d = 4,000, m = 4,800, 20 targets, 10 λ
+    to 10⁻³·λmax, 48 s with 0 (target, λ) at the cap, against working sets 193 s and FISTA 108 s
+    with 38 at the cap; before anchored products working sets took 158 s, and 615 s at
+    d = 12,000 with 29 at the cap); where they do not (H singular, supports bounded by m, CG
+    directions wild), working sets ('workingset'). Others as named."""
+    if solver != "auto":
+        return solver
+    return "activeset" if n_fit is None or n_fit > d else "workingset"
 
 
 def solver_choice(solver: str, n_test: int, n_train: int) -> dict:
     """What each kind of target block runs (solver as resolved), as recorded in
     `fit_runs.params.runtime.solver`."""
-    newton = f"fista, then feature-sign steps on columns open after {FISTA_FIRST} iterations"
+    newton = (f"fista with anchored products, then batched Newton-CG steps on columns open after {CG_AFTER} "
+              f"iterations (per-column feature-sign steps after {FISTA_FIRST} where the Gram has no preconditioner)")
     out = {}
     if n_test:
-        out["test"] = {"fista": "fista", "activeset": newton}.get(
+        out["test"] = {"fista": "fista with anchored products", "activeset": newton}.get(
             solver, f"working sets certified by the full gap; on each, {newton}")
     if n_train:
-        out["train"] = "fista (eq. 9: one operator per target, no shared columns)"
+        out["train"] = "fista with anchored products (eq. 9: one operator per target, no shared columns)"
     return out
 
 
@@ -147,13 +155,25 @@ def newton_open(P: Problem, lam: torch.Tensor, sol: Solution, tol) -> None:
 
 def lasso_activeset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float = 1e-6,
                     max_iter: int = 1000) -> Solution:
-    """FISTA for FISTA_FIRST iterations; Newton steps on the columns still open
-    (certified by their duality gap computed in float64); FISTA again on those the steps did not
-    certify (within max_iter in all). Same Solution as `lasso_solve`."""
-    first = FISTA_FIRST
+    """FISTA, then Newton steps on the columns still open, then FISTA again on those the steps
+    did not certify (within max_iter FISTA iterations in all). Where the block shares one Gram
+    with a preconditioner (`P.factor`) and exact products, the steps are batched Newton–CG
+    (`newton_cg`, after CG_AFTER iterations: it solves the dense end in 2–4 steps); else
+    per-column feature-sign steps with direct solves (after FISTA_FIRST). Same Solution as
+    `lasso_solve` (n_iter: FISTA iterations plus Newton steps)."""
+    factor = P.factor() if (P.factor is not None and P.exact) else None
+    first = CG_AFTER if factor is not None else FISTA_FIRST
     sol = lasso_solve(P, lam, W0, tol, min(max_iter, first))
     if not bool(sol.converged.all()):
-        newton_open(P, lam, sol, tol)
+        if factor is not None:
+            o = (~sol.converged).nonzero().squeeze(1)
+            step = newton_cg(P.take(o), lam[o], sol.W[:, o], tol, factor)
+            better = step.rel_gap < sol.rel_gap[o]
+            j = o[better]
+            sol.W[:, j], sol.HW[:, j], sol.r2[j] = step.W[:, better], step.HW[:, better], step.r2[better]
+            sol.rel_gap[j], sol.converged[j] = step.rel_gap[better], step.converged[better]
+            sol.n_iter[j] += step.n_iter[better]
+        newton_open(P, lam, sol, tol)         # what CG left open (singular H_SS when m < d): direct steps
     still = (~sol.converged).nonzero().squeeze(1)
     if still.numel() and max_iter > first:
         rest = lasso_solve(P.take(still), lam[still], sol.W[:, still], tol, max_iter - first)

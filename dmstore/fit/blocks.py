@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .newton_cg import preconditioner
 from .operators import ValRows
 from .solvers import Problem, gram_matvec, lipschitz_power
 from .stats import Stats
@@ -72,7 +73,8 @@ class GramBlock:
 
             def mv_all(W, cols):
                 vW = gv(W, cols) if gv is not None else self.val.gram_matvec(W, mu_v)
-                return (mf * gm(W, cols) + vW + c * delta[:, None] * (delta @ W)) / ma
+                dl = delta.to(W.dtype)
+                return (mf * gm(W, cols) + vW + c * dl[:, None] * (dl @ W)) / ma
 
             def columns_all(idx, j=None):   # (m_f G + (X_v − μ_v)ᵀ(X_v − μ_v) + c δδᵀ)[:, idx] / m_a
                 v = Gv[:, idx] if Gv is not None else self.val.gram_columns(idx, mu_v)
@@ -86,6 +88,16 @@ class GramBlock:
             self._all = (mv_all, L, columns_all, block_all)
         return self._all
 
+    def factor(self):
+        """The Cholesky factor of G_f + ε·I (`newton_cg.preconditioner`), computed once per fit
+        (`shared`) on first use; it preconditions the fit and the fit + val problems alike (H_all
+        differs from G_f by the val models' share). None where the fit models are not more than the
+        features: H is singular there, supports can outgrow its rank and CG directions are wild."""
+        if "factor" not in self.shared:
+            ok = self.S["fit"].m > self.G.shape[0]
+            self.shared["factor"] = preconditioner(self.G, self.L_fit) if ok else None
+        return self.shared["factor"]
+
     def problem(self, group) -> Problem:
         _, C, s = self.S[group].centered(gram=False)
         if group == "all" and self.has_val:
@@ -95,7 +107,7 @@ class GramBlock:
             mv, L = gram_matvec(G), self.L_fit
             columns, block = (lambda idx, j=None: G[:, idx]), (lambda idx: gather_blocks(G, idx))
         L_ = torch.full((self.n,), L, dtype=self.dtype, device=self.G.device)
-        return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_, columns, block)
+        return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_, columns, block, exact=True, factor=self.factor)
 
     def n_models(self, group):
         return np.full(self.n, self.S[group].m)
@@ -154,7 +166,7 @@ class RowBlock:
         X, E, m, mu, _, _, _ = self._group(group)
 
         def mv(W, cols):
-            shift = (mu[:, cols] * W).sum(0)
+            shift = (mu[:, cols].to(W.dtype) * W).sum(0)
             Ec = E[:, cols]
             return X.normal_matvec(W, lambda lo, hi, R: (R - shift).mul_(Ec[lo:hi])) / m[cols]
         return mv
@@ -163,7 +175,7 @@ class RowBlock:
         X, E, m, mu, yb, C, s = self._group(group)
         mv = self.matvec(group)
         Lc = lipschitz_power(mv, X.d, self.n, C)
-        return Problem(mv, C, s, Lc)
+        return Problem(mv, C, s, Lc, exact=True)
 
     def n_models(self, group):
         return self._group(group)[2].cpu().numpy().astype(np.int64)

@@ -131,8 +131,9 @@ class PathEstimator(Estimator):
 
 class Lasso(PathEstimator):
     """min ½ wᵀHw − cᵀw + λ‖w‖₁ from λ_max (the smallest λ with w = 0): where the block shares one
-    operator, by working sets (`workingset`, solver 'auto' or 'workingset') or FISTA with
-    active-set Newton steps on the full problem ('activeset'); else (eq. 9) by batched FISTA."""
+    operator, by FISTA with anchored products and batched Newton–CG steps on the full problem
+    (`activeset`, solver 'auto' or 'activeset') or by working sets ('workingset'); else (eq. 9)
+    by batched FISTA with anchored products."""
     name = "lasso"
     reports_gap = True
 
@@ -140,10 +141,10 @@ class Lasso(PathEstimator):
         return P.C.abs().amax(0).clamp_min(1e-12)
 
     def solve_at(self, P, lam, W0, opts):
-        solver = opts.get("solver", "workingset")       # 'auto' is resolved by the pipeline (resolve_solver)
-        if solver in ("auto", "workingset") and P.block is not None:
+        solver = opts.get("solver", "activeset")        # 'auto' is resolved by the pipeline (resolve_solver)
+        if solver == "workingset" and P.block is not None:
             sol = lasso_workingset(P, lam, W0, opts["tol"], opts["max_iter"])
-        elif solver == "activeset" and P.columns is not None:
+        elif solver in ("auto", "activeset") and P.columns is not None:
             sol = lasso_activeset(P, lam, W0, opts["tol"], opts["max_iter"])
         else:
             sol = lasso_solve(P, lam, W0, opts["tol"], opts["max_iter"])

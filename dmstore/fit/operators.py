@@ -56,9 +56,11 @@ class PackedRows:
         return out
 
     def normal_matvec(self, W: torch.Tensor, f) -> torch.Tensor:
-        """Xᵀ f(lo, hi, X W) [d, n], one unpacking of each row chunk."""
+        """Xᵀ f(lo, hi, X W) [d, n], one unpacking of each row chunk; in W's dtype (float64 W: a
+        float64 product, the 0/1 rows are exact in any dtype)."""
         out = torch.zeros(self.d, W.shape[1], dtype=W.dtype, device=W.device)
         for lo, hi, X in self.chunks():
+            X = X.to(W.dtype)
             out.addmm_(X.T, f(lo, hi, X @ W))
         return out
 
@@ -70,10 +72,10 @@ class ValRows:
         self.rows, self.Y, self.m = rows, Y, rows.m
 
     def gram_matvec(self, W: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-        """(X − μ)ᵀ (X − μ) W  [d, n]."""
+        """(X − μ)ᵀ (X − μ) W  [d, n], in W's dtype."""
         out = torch.zeros_like(W)
         for _, _, X in self.rows.chunks():
-            Xc = X - mu
+            Xc = X.to(W.dtype) - mu.to(W.dtype)
             out.addmm_(Xc.T, Xc @ W)
         return out
 

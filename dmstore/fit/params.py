@@ -32,7 +32,7 @@ class FitParams:
     the λ path (from each target's λ_max down to λ_max·ratio); tol: duality gap relative to the
     null model's objective; val_fraction, seed: the hash split of fit models for λ selection when
     the store has no val models; block_size: targets per block (None: ~1 GiB of work arrays);
-    solver (lasso): workingset | activeset | fista | auto (= workingset for test targets); path_patience: a target leaves the λ path after this many
+    solver (lasso): activeset | workingset | fista | auto (= activeset for test targets where fit models > d, else workingset); path_patience: a target leaves the λ path after this many
     consecutive λ whose validation MSE is above its best (None: every target walks the whole path);
     the λ it skips have no rows in `fits`; models: fit on this many of the fit + val models, the
     first `models` in the seeded order of `stats.model_order` (nested: a smaller share is inside a

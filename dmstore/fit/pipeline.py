@@ -57,9 +57,11 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     `shard` = (K, N) with `run` = NAME fits the K-th of N shares of the targets as part of the one
     fit (one fit_id) that run NAME's N shards form together (see `dmstore.fit.runs`); a shard
     already committed is not fitted again. `reuse`: return an identical earlier fit instead.
-    `solver` (lasso, test targets): 'workingset' (per-target working sets, `fit.workingset`),
-    'activeset' (FISTA then active-set Newton steps on the full problem), 'fista' (plain batched
-    FISTA), or 'auto' (workingset; the choice is recorded in fit_runs.params.runtime); train targets (eq. 9) use FISTA. `path_patience` = K (lasso, ridge): a target stops walking
+    `solver` (lasso, test targets): 'activeset' (FISTA with anchored products, then batched
+    Newton–CG steps on the full problem, `fit.newton_cg`), 'workingset' (per-target working sets,
+    `fit.workingset`), 'fista' (batched FISTA alone), or 'auto' (activeset; the choice is recorded
+    in fit_runs.params.runtime: activeset where the fit models outnumber the train examples, else
+    workingset); train targets (eq. 9) use FISTA with anchored products. `path_patience` = K (lasso, ridge): a target stops walking
     the λ path after K consecutive λ whose validation MSE is above its best so far (smaller λ
     cannot be selected unless its validation curve turns down again); the λ it skips have no rows
     in `fits`. None: the whole path for every target. `models` = N: fit on N of the fit + val
@@ -131,10 +133,10 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
             return FitResult.from_row(store, earlier)
     test_t, train_t = tids[tids >= d], tids[tids < d]
     opts = p.solver_options()
-    opts["solver"] = resolve_solver(p.solver, d)
+    opts["solver"] = resolve_solver(p.solver, d, n_fit)
     block_size = p.block_size
-    if block_size is None:  # ~8 [d, block] working arrays within ~1 GiB
-        block_size = int(max(64, min(16384, (1 << 30) // (8 * max(d, 1) * (4 if dt == torch.float32 else 8)))))
+    if block_size is None:  # ~8 [d, block] working arrays within ~1 GiB (the solvers' iterates are float64)
+        block_size = int(max(64, min(16384, (1 << 30) // (8 * max(d, 1) * 8))))
     test_blocks = [test_t[i:i + block_size] for i in range(0, test_t.size, block_size)]
     row_block = max(16, block_size // 4)
     train_blocks = [train_t[i:i + row_block] for i in range(0, train_t.size, row_block)]

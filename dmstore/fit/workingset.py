@@ -84,10 +84,13 @@ def batched_problem(P: Problem, idx: torch.Tensor, valid: torch.Tensor, o: torch
         if cols.numel() not in held:
             held.clear()
             held[cols.numel()] = H if cols.numel() == k else H[cols]
-        return torch.bmm(held[cols.numel()], W.T.unsqueeze(2)).squeeze(2).T
+        Hc = held[cols.numel()]
+        if W.dtype != Hc.dtype:                                              # a float64 (anchor) product
+            Hc = Hc.to(W.dtype)
+        return torch.bmm(Hc, W.T.unsqueeze(2)).squeeze(2).T
 
     L = _lipschitz(H)
-    return Problem(mv, C, P.s[o], L, lambda j_idx, j: H[j][:, j_idx])
+    return Problem(mv, C, P.s[o], L, lambda j_idx, j: H[j][:, j_idx], exact=True)
 
 
 def _lipschitz(H: torch.Tensor, iters: int = 30) -> torch.Tensor:
@@ -121,8 +124,9 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
     dev, dt = W0.device, W0.dtype
     lam = lam.to(dt)
     W = W0.clone()
-    HW = P.matvec(W, torch.arange(n, device=dev))
-    _, gap, r2 = lasso_objective_gap(W, HW, P.C, P.s, lam)
+    xt = torch.float64 if P.exact else dt        # the full problem's certificate: float64 products where exact
+    HW = P.matvec(W.to(xt), torch.arange(n, device=dev))
+    _, gap, r2 = lasso_objective_gap(W.to(xt), HW, P.C.to(xt), P.s, lam.to(xt))
     scale = (0.5 * P.s.double()).clamp_min(1e-300)
     rel = gap / scale
     n_iter = torch.zeros(n, dtype=torch.int32, device=dev)
@@ -134,7 +138,7 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
         o = ((rel > tol) & ~full).nonzero().squeeze(1)
         if not o.numel():
             break
-        new = grow(P.C[:, o] - HW[:, o], W[:, o], lam[o], M[:, o])
+        new = grow((P.C[:, o] - HW[:, o]).to(dt), W[:, o], lam[o], M[:, o])
         same = new.sum(0) == M[:, o].sum(0)                  # nothing new: solve its sub-problem closer
         sub_tol[o[same]] /= 8
         M[:, o] = new
@@ -147,15 +151,15 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
         sol = solve_sub(S, lam[o], W[:, o].gather(0, idx.T) * valid.T.to(dt), sub_tol[o], max_iter)
         Wo = torch.zeros(d, o.numel(), dtype=dt, device=dev)
         Wo.scatter_add_(0, idx.T, sol.W * valid.T.to(dt))
-        HWo = P.matvec(Wo, o)
+        HWo = P.matvec(Wo.to(xt), o)
         W[:, o], HW[:, o] = Wo, HWo
         n_iter[o] += sol.n_iter
-        _, g, r = lasso_objective_gap(Wo, HWo, P.C[:, o], P.s[o], lam[o])
+        _, g, r = lasso_objective_gap(Wo.to(xt), HWo, P.C[:, o].to(xt), P.s[o], lam[o].to(xt))
         gap[o], r2[o] = g, r
         rel = gap / scale
     rest = ((rel > tol) & full).nonzero().squeeze(1)
     if rest.numel():
         sol = lasso_activeset(P.take(rest), lam[rest], W[:, rest], tol, max_iter)
-        W[:, rest], HW[:, rest], r2[rest] = sol.W, sol.HW, sol.r2
+        W[:, rest], HW[:, rest], r2[rest] = sol.W, sol.HW.to(xt), sol.r2.to(r2.dtype)
         rel[rest], n_iter[rest] = sol.rel_gap, n_iter[rest] + sol.n_iter
-    return Solution(W, HW, rel, n_iter, rel <= tol, r2)
+    return Solution(W, HW.to(dt), rel, n_iter, rel <= tol, r2.to(dt))

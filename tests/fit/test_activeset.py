@@ -153,6 +153,6 @@ def test_the_solver_auto_stands_for_is_recorded(tmp_path):
     con = st.connect()
     rt = [json.loads(con.sql("SELECT params FROM fit_runs WHERE fit_id = $f", params={"f": f}).fetchall()[0][0])
           ["runtime"]["solver"] for f in runs]
-    assert rt[0]["test"].startswith("working sets") and rt[1]["test"] == "fista"
-    assert rt[2]["test"].startswith("fista, then feature-sign")
-    assert all(r["train"].startswith("fista (eq. 9") for r in rt)
+    assert rt[0]["test"] == rt[2]["test"] and rt[0]["test"].startswith("fista with anchored products, then batched")
+    assert rt[1]["test"] == "fista with anchored products"
+    assert all(r["train"].startswith("fista with anchored products (eq. 9") for r in rt)
