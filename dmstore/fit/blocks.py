@@ -89,7 +89,7 @@ class GramBlock:
         return self._all
 
     def factor(self):
-        """The Cholesky factor of G_f + ε·I (`newton_cg.preconditioner`), computed once per fit
+        """(G_f + ε·I)⁻¹ (`newton_cg.preconditioner`), computed once per fit
         (`shared`) on first use; it preconditions the fit and the fit + val problems alike (H_all
         differs from G_f by the val models' share). None where the fit models are not more than the
         features: H is singular there, supports can outgrow its rank and CG directions are wild."""

@@ -44,8 +44,8 @@ class Problem:
     shares one H (the working sets need it), `block(idx) → H[idx[b]][:, idx[b]]` [k, p, p] for
     idx [k, p] (k index sets of p features), else None. exact: `matvec` also takes float64 W
     and then computes in float64 (the solvers anchor their products on it: module doc).
-    factor: where every column shares one Gram, `factor() → ` the Cholesky factor of a
-    preconditioner of H (`newton_cg.preconditioner`, computed on first call) or None."""
+    factor: where every column shares one Gram, `factor() → ` a preconditioner of H, the inverse
+    of H + εI (`newton_cg.preconditioner`, computed on first call), or None."""
     matvec: Matvec
     C: torch.Tensor
     s: torch.Tensor
