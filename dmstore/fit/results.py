@@ -256,9 +256,10 @@ def empty_predictions() -> pa.Table:
 
 def fit_tables(fit_id: int, experiment: str, alpha: float, estimator: str, fits: dict, weights,
                preds: pa.Table | None, run: dict) -> dict:
-    """kind → Arrow table (or stream of tables) of one fit unit. `weights(fit_id)`: the weights
-    rows as a stream of tables (`Collected.weight_tables`). `run`: the fit_runs columns that are
-    not derived from the fits (see `store.fits.fit_runs_row`; n_not_converged is counted here)."""
+    """kind → Arrow table (weights: a callable returning a fresh stream of tables) of one fit
+    unit. `weights(fit_id)`: the weights rows as a stream of tables (`Collected.weight_tables`).
+    `run`: the fit_runs columns that are not derived from the fits (see `store.fits.fit_runs_row`;
+    n_not_converged is counted here)."""
     nf = fits["target_id"].size
     ids = lambda n: np.full(n, fit_id, np.int64)  # noqa: E731
     conv = fits["converged"].astype(bool)
@@ -275,7 +276,7 @@ def fit_tables(fit_id: int, experiment: str, alpha: float, estimator: str, fits:
             "n_iter": fits["n_iter"].astype(np.int32), "converged": conv,
             "scale": pa.nulls(nf, pa.float64()),
         }),
-        "weights": weights(fit_id),
+        "weights": lambda: weights(fit_id),   # a fresh stream for each commit attempt
         "fit_runs": fit_runs_row(fit_id, experiment, alpha, estimator, dict(run, n_not_converged=int((~conv).sum()))),
         "eval_predictions": preds.add_column(0, "fit_id", pa.array(ids(preds.num_rows))),
     }

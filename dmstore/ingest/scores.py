@@ -375,7 +375,7 @@ class _Job:
 
     def tables(self, fit_id: int) -> dict:
         self.fit_id, self.fits = fit_id, []
-        return {"weights": self._weights(), "fits": self._fits, "eval_predictions": self._predictions,
+        return {"weights": self._weights, "fits": self._fits, "eval_predictions": self._predictions,
                 "fit_runs": self._fit_runs}
 
     def _sums(self, block_t, S):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ConflictError
@@ -56,10 +57,16 @@ def commit_unit(store, prefix: str, tables: dict, operation: str, entry: dict | 
                 base: log.Snapshot | None = None, remove: list[str] = ()) -> int:
     """Write `tables` as one unit under `prefix` (`fits`, `analyses`) and make it live in one
     commit after snapshot `base` (default: the latest), retiring the units `remove`; returns
-    the version. Values of `tables` (kind → …) are Arrow tables, iterables of tables (streamed
-    to the file) or callables returning either, written in order (a callable may use what an
-    earlier stream computed). `check` as in `log.commit` (a conflict removes the unit and
-    re-raises). `name` prefixes the unit's directory name."""
+    the version. Values of `tables` (kind → …) are Arrow tables, lists of tables or callables
+    returning a table or a stream of tables (streamed to the file), written in order (a callable
+    may use what an earlier stream computed). A one-shot iterator is refused: the callers retry
+    a conflicted commit with the same `tables`, and a consumed stream would write no rows.
+    `check` as in `log.commit` (a conflict removes the unit and re-raises). `name` prefixes the
+    unit's directory name."""
+    once = [k for k, t in tables.items() if isinstance(t, Iterator)]
+    if once:   # a retried commit (conflict) would write what is left of it: nothing
+        raise TypeError(f"commit_unit: {once} are one-shot iterators; pass a callable that returns "
+                        f"a fresh stream")
     with lease.held(store.root, operation):
         base = log.snapshot(store.root) if base is None else base
         unit = StagedUnit(store.root, prefix, name)

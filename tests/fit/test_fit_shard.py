@@ -119,3 +119,27 @@ def test_racing_fits_and_a_run_never_share_a_fit_id(st):
     assert len(runs) == 4 and len({r[0] for r in runs}) == 4 and all(r[2] == 10 for r in runs)
     per_fit = con.sql("SELECT fit_id, count(DISTINCT target_id) FROM fits GROUP BY 1 ORDER BY 1").fetchall()
     assert per_fit == [(r[0], 10) for r in runs]
+
+
+def test_a_shard_retried_after_a_conflict_writes_all_its_weights(st, monkeypatch):
+    """A shard's commit that conflicts (another shard committed meanwhile) is written again: its
+    weights too (a consumed stream once wrote the retried unit with no weights, fits intact)."""
+    from dmstore.errors import CommitConflict
+    from dmstore.storage import log
+    real, calls = log.commit, []
+
+    def conflict_once(base, operation, *a, **kw):
+        calls.append(operation)
+        if len(calls) == 1:
+            raise CommitConflict("another shard committed meanwhile (injected)")
+        return real(base, operation, *a, **kw)
+    kw = dict(targets="test", n_lambdas=3, progress=False)
+    whole = fit(st, "exp", 0.5, **kw).fit_id
+    monkeypatch.setattr(log, "commit", conflict_once)
+    sharded = fit(st, "exp", 0.5, shard=(0, 1), run="retried", **kw).fit_id
+    assert len(calls) == 2
+    con = Store.open(st.root).connect()
+    q = "SELECT target_id, lam, train_id, weight FROM weights WHERE fit_id = $f ORDER BY ALL"
+    a, b = _rows(con, q, whole), _rows(con, q, sharded)
+    assert len(a) > 50 and [r[:3] for r in a] == [r[:3] for r in b]
+    assert np.allclose([r[3] for r in a], [r[3] for r in b], rtol=1e-5, atol=1e-6)

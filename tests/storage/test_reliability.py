@@ -250,8 +250,9 @@ def test_exactly_one_shard_completes_a_run_when_shards_race(filled, monkeypatch)
                             "weight": [1.0]})
         stats = {"n_targets": 1, "wall_time_s": 1.0, "n_not_converged": 0, "max_rel_gap": 0.0, "device": "cpu"}
         try:
-            results[k] = runs.commit_shard(filled, rec, (k, 2), {"weights": weights}, _run_spec(),
-                                               stats)
+            # a stream, as a fit writes it: shard 0's second attempt must write its rows again
+            stream = lambda: (t for t in [weights])   # noqa: E731
+            results[k] = runs.commit_shard(filled, rec, (k, 2), {"weights": stream}, _run_spec(), stats)
         finally:
             if k == 1:
                 one_done.set()
@@ -270,6 +271,13 @@ def test_exactly_one_shard_completes_a_run_when_shards_race(filled, monkeypatch)
     assert len(units) == 2 and sum("fit_runs" in e["relations"] for e in units) == 1
     con = dmstore.connect(filled.root)
     assert con.sql("SELECT fit_id, n_targets FROM fit_runs").fetchall() == [(rec["fit_id"], 2)]
+    # no shard's weights lost to the retry (a consumed stream once wrote shard 0's unit empty)
+    assert con.sql("SELECT target_id, train_id FROM weights ORDER BY 1").fetchall() == [(40, 0), (41, 1)]
+    one = pa.table({"fit_id": [rec["fit_id"]], "target_id": [42], "lam": [0.1], "train_id": [2], "weight": [1.0]})
+    stats = {"n_targets": 1, "wall_time_s": 1.0, "n_not_converged": 0, "max_rel_gap": 0.0, "device": "cpu"}
+    with pytest.raises(TypeError, match="one-shot"):
+        runs.commit_shard(filled, runs.open_run(filled, "once", {"x": 1}, 1), (0, 1), {"weights": iter([one])},
+                          _run_spec(), stats)
 
 
 @pytest.mark.filterwarnings("ignore:.*iteration cap")

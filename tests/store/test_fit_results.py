@@ -219,7 +219,7 @@ def test_progress_in_a_notebook_is_tqdm_auto(monkeypatch):
 
 
 def test_summary_says_whether_the_selected_fits_hit_the_cap(st):
-    r = Store.open(st.root, "a").fit("e", 0.5, n_lambdas=6, max_iter=2, lambda_min_ratio=1e-4, progress=False)
+    r = Store.open(st.root, "a").fit("e", 0.5, n_lambdas=6, max_iter=2, solver="fista", lambda_min_ratio=1e-4, progress=False)
     assert r.n_not_converged > 0
     assert re.search(r"\d+ \(target, lambda\) pairs hit the iteration cap, (none at a selected lambda|\d+ at the "
                      r"selected lambda)", r.summary())
