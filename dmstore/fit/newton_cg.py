@@ -20,8 +20,12 @@ reaching zero) and 1 by the exact objective along the segment, so the objective 
 The inner solves need not be exact: the next step's gradient is exact, so errors are corrected.
 
     sol = newton_cg(P, lam, W0, tol, factor)     # factor = preconditioner(G, L): M⁻¹, or None
+
+M⁻¹ is applied in bfloat16 where that GEMM is the faster (`low_precision`: AMX CPUs, GPUs).
 """
 from __future__ import annotations
+
+import time
 
 import torch
 
@@ -36,15 +40,58 @@ DAMP = 1e-6         # H_SS + DAMP·λmax(H)·I: keeps directions bounded where H
 CG_ITER = 300
 CANDIDATES = 256    # smallest breakpoints tried by the line search (with t = 1)
 FACTOR_BYTES = 2 << 30   # no preconditioner past this size (d = 23,170 in float32; 3 such arrays at once)
+PROBE = 2048             # `low_precision`'s GEMM
+LOW_MARGIN = 1.5         # bfloat16 is chosen when this much faster than float32
+_LOW: dict = {}
 
 #: CG iterations and Newton steps taken (benchmarks read and reset it).
 STATS = {"cg": 0, "steps": 0}
 
 
+def low_precision(device) -> dict:
+    """The dtype the preconditioner is applied in on `device`, measured once per device type:
+    {'dtype': 'bfloat16' | None, 'float32_gflops', 'bfloat16_gflops'}. bfloat16 where its GEMM
+    of a [PROBE, PROBE] matrix and [PROBE, 32] columns runs LOW_MARGIN× float32's (AMX or
+    AVX512-BF16 CPUs, CUDA tensor cores; at d = 12,000 and 40 columns 20 ms against 68 ms on a
+    2-core AMX Xeon): CG only needs an approximate M⁻¹, and the Newton step's exact line search
+    keeps the objective from rising whatever the direction (d = 4,000: 809 CG iterations
+    against 779 with the float32 inverse, 14.2 s against 17.2 s in all)."""
+    kind = torch.device(device).type
+    if kind in _LOW:
+        return _LOW[kind]
+    out = {"dtype": None, "float32_gflops": None, "bfloat16_gflops": None}
+    try:
+        g = torch.Generator().manual_seed(0)
+        A = torch.rand(PROBE, PROBE, generator=g).to(device)
+        B = torch.rand(PROBE, 32, generator=g).to(device)
+        flops = 2 * PROBE * PROBE * 32
+        sync = torch.cuda.synchronize if kind == "cuda" else (lambda: None)
+
+        def best(a, b):
+            a @ b
+            sync()
+            t = float("inf")
+            for _ in range(5):
+                t0 = time.perf_counter()
+                a @ b
+                sync()
+                t = min(t, time.perf_counter() - t0)
+            return t
+        tf, tb = best(A, B), best(A.bfloat16(), B.bfloat16())
+        out.update(float32_gflops=round(flops / tf / 1e9, 1), bfloat16_gflops=round(flops / tb / 1e9, 1))
+        if tb * LOW_MARGIN < tf:
+            out["dtype"] = "bfloat16"
+    except RuntimeError:       # no bfloat16 GEMM on this device
+        pass
+    _LOW[kind] = out
+    return out
+
+
 def preconditioner(G: torch.Tensor, L: float) -> torch.Tensor | None:
-    """(G + EPS·L·I)⁻¹ [d, d] (G's dtype; by its Cholesky factor, d³ flops once: applying it is
-    then one GEMM, 3× faster here than a triangular solve pair), or None when it would exceed
-    FACTOR_BYTES or the factorization fails."""
+    """(G + EPS·L·I)⁻¹ [d, d] (by its Cholesky factor, d³ flops once: applying it is then one
+    GEMM, 3× faster here than a triangular solve pair), stored in bfloat16 where `low_precision`
+    measures it the faster, else in G's dtype; None when it would exceed FACTOR_BYTES or the
+    factorization fails."""
     d = G.shape[0]
     if d * d * G.element_size() > FACTOR_BYTES:
         return None
@@ -54,7 +101,10 @@ def preconditioner(G: torch.Tensor, L: float) -> torch.Tensor | None:
     del M
     if int(info) != 0:
         return None
-    return torch.cholesky_inverse(F)
+    inv = torch.cholesky_inverse(F)
+    del F
+    low = low_precision(G.device)["dtype"]
+    return inv.to(getattr(torch, low)) if low and G.dtype == torch.float32 else inv
 
 
 def _pcg(P: Problem, cols: torch.Tensor, S: torch.Tensor, R: torch.Tensor, factor, dense: torch.Tensor):

@@ -36,6 +36,7 @@ from . import runs
 from .activeset import resolve_solver, solver_choice
 from .blocks import GramBlock, RowBlock
 from .gram import probe_cpu as gram_probe
+from .newton_cg import low_precision
 from .params import FitParams, resolve_device
 from .predictions import eval_predictions
 from ..store.fits import Claim, existing, identity
@@ -161,6 +162,8 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
                                             dt, est.on_correctness, use_ids)
         out.add(rows, weights, block_t)
         del block
+    if cache.get("factor") is not None:   # the Newton-CG preconditioner: its dtype and the probe behind it
+        runtime["preconditioner"] = dict(low_precision(dev), dtype=str(cache["factor"].dtype).removeprefix("torch."))
     for block_t in train_blocks:   # eq. 9: packed masks + this block's margins, streamed per block
         _, _, _, (X, Y) = scan(store, experiment, alpha, np.zeros(0, np.int32), block_t, val_ids, dev, dt,
                                est.on_correctness, need_gram=False, use_ids=use_ids)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dmstore import Store
-from dmstore.fit import fit, gram
+from dmstore.fit import fit, gram, newton_cg
 from dmstore.fit.stats import Stats
 
 
@@ -91,5 +91,7 @@ def test_the_kernel_and_solver_a_fit_used_are_recorded(tmp_path):
     probe = rt["gram_probe"]
     assert probe["float32_gops"] > 0 and probe["int8"] == (rt["gram"].startswith("int8"))
     assert set(rt["solver"]) == {"test", "train"} and "feature-sign" in rt["solver"]["test"]
+    pre = rt["preconditioner"]      # 80 fit models > d = 12: Newton-CG's preconditioner was built
+    assert pre["dtype"] == (newton_cg.low_precision("cpu")["dtype"] or "float32") and pre["float32_gflops"] > 0
     again = fit(st, "e", 0.5, targets="all", n_lambdas=3, progress=False, reuse=True)
     assert again.fit_id == r.fit_id          # run-time choices are not part of the fit's identity

@@ -26,13 +26,17 @@ def _problem(d, m, n, seed=0):
     return P, X, Y
 
 
-def test_newton_cg_walks_the_dense_end_of_the_path_like_sklearn():
+@pytest.mark.parametrize("low", [None, "bfloat16"])
+def test_newton_cg_walks_the_dense_end_of_the_path_like_sklearn(monkeypatch, low):
     """d/m = 0.83, masks of exactly αd ones (H singular along the ones), a 10-λ path to 10⁻³·λmax
     (supports up to 98 % of the features): at each λ, 100 FISTA iterations from the previous λ,
     then Newton–CG certifies every column to 1e-7 within 8 steps; the weights are sklearn's at the
-    dense end, where FISTA alone is still open after 1,000 iterations."""
+    dense end, where FISTA alone is still open after 1,000 iterations. The same with the
+    preconditioner in bfloat16 (what `low_precision` picks where that GEMM is the faster)."""
+    monkeypatch.setitem(newton_cg._LOW, "cpu", {"dtype": low, "float32_gflops": 1.0, "bfloat16_gflops": 1.0})
     d, m, n = 250, 300, 4
     P, X, Y = _problem(d, m, n)
+    assert P.factor().dtype == (torch.bfloat16 if low else torch.float32)
     W = torch.zeros_like(P.C)
     for r in 1e-3 ** np.linspace(0, 1, 10):
         lam = P.C.abs().amax(0) * float(r)
@@ -71,3 +75,10 @@ def test_auto_is_chosen_by_the_shape():
     assert resolve_solver("auto", 1000, 1200) == "activeset"
     assert resolve_solver("auto", 1000, 800) == "workingset"
     assert resolve_solver("fista", 1000, 1200) == "fista"
+
+
+def test_the_low_precision_probe_measures_both_kernels():
+    out = newton_cg.low_precision("cpu")
+    assert out["float32_gflops"] > 0 and out["dtype"] in (None, "bfloat16")
+    if out["dtype"]:
+        assert out["bfloat16_gflops"] > newton_cg.LOW_MARGIN * out["float32_gflops"]
