@@ -57,6 +57,7 @@ class GramBlock:
             for _, _, X in self.val.rows.chunks():
                 Xc = X - mu_v
                 out.addmm_(Xc.T, Xc)
+            symmetrize_(out)   # a GEMM's XᵀX need not be: `gram_matvec` reads rows for columns
             self.shared["val_gram"] = out
         return self.shared["val_gram"]
 
@@ -198,3 +199,15 @@ class RowBlock:
         n0 = m - n1
         ok = (n1 > 0) & (n0 > 0)
         return torch.where(ok, sxy / n1.clamp_min(1) - (sy - sxy) / n0.clamp_min(1), torch.zeros_like(sxy))
+
+
+def symmetrize_(A: torch.Tensor) -> torch.Tensor:
+    """A ← (A + Aᵀ)/2 in place, a band of rows at a time (≤ 64 MB of temporaries)."""
+    d = A.shape[0]
+    step = max(1, (16 << 20) // max(d, 1))
+    for lo in range(0, d, step):
+        hi = min(d, lo + step)
+        avg = (A[lo:hi, lo:] + A[lo:, lo:hi].T) / 2
+        A[lo:hi, lo:] = avg
+        A[lo:, lo:hi] = avg.T
+    return A
