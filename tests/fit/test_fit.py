@@ -52,8 +52,10 @@ def rows_for(X, roles, t, selected):
 @pytest.mark.parametrize("targets,packed", [("test", False), ("train", False), ("test", True), ("train", True)])
 def test_lasso_matches_sklearn(tmp_path, monkeypatch, targets, packed):
     """packed: mask rows never cached as floats; every product unpacks chunks of 37 rows (val
-    rows for test targets, fit and val rows for eq. 9)."""
+    rows for test targets, fit and val rows for eq. 9), and the refit on fit + val models applies
+    the val share from the rows instead of one explicit fit + val Gram."""
     if packed:
+        monkeypatch.setattr("dmstore.fit.blocks.VAL_GRAM_BYTES", 0)
         monkeypatch.setattr("dmstore.fit.operators.ROW_CACHE_BYTES", 0)
         monkeypatch.setattr("dmstore.fit.operators.CHUNK_BYTES", 4 * D * 37)
     st, X, Y, roles = make_store(tmp_path)
