@@ -5,8 +5,9 @@ Two kernels, chosen at run time per device (`kernel_for`) and recorded in `fit_r
 (`runtime.gram`):
 - 'int8': `torch._int_mm` (int8 × int8 → int32) on CUDA, where the integer tensor cores run
   faster than float32, and on a CPU where it measures faster (`probe_cpu`: oneDNN's VNNI/AMX
-  kernels on AVX-512/AVX-VNNI CPUs: 3.6× float32 at d = 4,096 on a 2-core Xeon with AMX); chunk rows and d are zero-padded to multiples of 8 (zero rows and
-  columns add nothing). Exact for any chunk of < 2³¹ rows.
+  kernels on AVX-512/AVX-VNNI CPUs: 3.6× float32 at d = 4,096 on a 2-core Xeon with AMX); chunk
+  rows and d are zero-padded to multiples of 8 (zero rows and columns add nothing). Exact for
+  any chunk of < 2³¹ rows.
 - 'float32' (also the float64 compute dtype's own GEMM): on a CPU where `_int_mm` is the slower
   (this project's 2-core AVX2 EPYC, no VNNI: `bench/bench_gram.py` measures 0.5–1.0 G op/s for
   `_int_mm` against 60–80 GFLOP/s for float32 GEMM; torch falls back to a reference loop there).
@@ -63,7 +64,7 @@ def probe_cpu() -> dict:
     out = {"float32_gops": round(ops / tf / 1e9, 1), "int8_gops": None, "int8": False}
     if hasattr(torch, "_int_mm"):
         try:
-            int8_gram(X[:64, :64])
+            int8_gram(X[:64, :64])                  # the warm-up: oneDNN's kernel generation
             t = time.perf_counter()
             counts = int8_gram(X)
             first = time.perf_counter() - t

@@ -6,10 +6,11 @@ problem is the centred Gram's own conditioning (κ ≈ 450 at d/m = 0.83): FISTA
 iterations, and a direct Newton step per column costs |S|³/3. Given the signs θ on the support S,
 the LASSO optimum solves H_SS w_S = c_S − λθ_S. Every column shares H, so one inverse of
 M = H + εI (by its Cholesky factor, d³ flops once per fit; ε = EPS·λmax(H): H of exactly-αd
-masks is singular along the ones) preconditions every column's system: (M⁻¹)_SS differs from H_SS⁻¹ by a term of rank
-|Z| = d − |S|, so conjugate gradients converge in few iterations where the support is dense
-(measured at d = 4,000, κ(H_SS) = 380: 39 iterations against 201 unpreconditioned); columns whose
-support is below DENSE·d run plain CG (H_SS is well conditioned there). One iteration is one
+masks is singular along the ones) preconditions every column's system: (M⁻¹)_SS differs from
+H_SS⁻¹ by a term of rank |Z| = d − |S|, so conjugate gradients converge in few iterations where
+the support is dense (measured at d = 4,000, κ(H_SS) = 380: 39 iterations against 201
+unpreconditioned); columns whose support is below DENSE·d run plain CG (H_SS is well
+conditioned there). One iteration is one
 batched product with H plus, for the dense columns, one with M⁻¹: 4·d²·k flops.
 
 Each step (feature-sign search, Lee et al. 2007, batched): the full gradient g = c − Hw in float64
@@ -34,7 +35,7 @@ from .solvers import Problem, Solution, lasso_objective_gap
 EPS = 1e-3          # M = H + EPS·λmax(H)·I
 DENSE = 0.6         # supports above this share of d use the preconditioner
 GROW = 256          # most violating features joining a support per step
-MAX_STEPS = 30          # Newton steps (a straggler costs one column's CG; FISTA took 900 iterations for it)
+MAX_STEPS = 30      # Newton steps (a straggler costs one column's CG; FISTA took 900 iterations for it)
 CG_TOL = 1e-4       # relative residual of each inner solve
 DAMP = 1e-6         # H_SS + DAMP·λmax(H)·I: keeps directions bounded where H_SS is (numerically) singular
 CG_ITER = 300
