@@ -76,23 +76,22 @@ class GramBlock:
             Ha = self.shared.get("all_gram")
             if Ha is not None:   # one explicit Gram of the fit + val models: one product per iteration
                 mv_all = gram_matvec(Ha)
-                L = float(lipschitz_power(mv_all, self.G.shape[0], 1, self.G[:, :1], iters=30)[0]) * 1.05
-                self._all = (mv_all, L, lambda idx, j=None: Ha[:, idx], lambda idx: gather_blocks(Ha, idx))
-                return self._all
-            gm = gram_matvec(self.G)   # too large for a second d × d matrix: the val rows' share on each call
+                columns_all, block_all = (lambda idx, j=None: Ha[:, idx]), (lambda idx: gather_blocks(Ha, idx))
+            else:                # too large for a second d × d matrix: the val rows' share on each call
+                gm = gram_matvec(self.G)
 
-            def mv_all(W, cols):
-                dl = delta.to(W.dtype)
-                return (mf * gm(W, cols) + self.val.gram_matvec(W, mu_v) + c * dl[:, None] * (dl @ W)) / ma
+                def mv_all(W, cols):
+                    dl = delta.to(W.dtype)
+                    return (mf * gm(W, cols) + self.val.gram_matvec(W, mu_v) + c * dl[:, None] * (dl @ W)) / ma
 
-            def columns_all(idx, j=None):   # (m_f G + (X_v − μ_v)ᵀ(X_v − μ_v) + c δδᵀ)[:, idx] / m_a
-                v = self.val.gram_columns(idx, mu_v)
-                return (mf * self.G[:, idx] + v + c * torch.outer(delta, delta[idx])) / ma
+                def columns_all(idx, j=None):   # (m_f G + (X_v − μ_v)ᵀ(X_v − μ_v) + c δδᵀ)[:, idx] / m_a
+                    v = self.val.gram_columns(idx, mu_v)
+                    return (mf * self.G[:, idx] + v + c * torch.outer(delta, delta[idx])) / ma
 
-            def block_all(idx):             # the same, rows idx[b] and columns idx[b] for each b
-                d = delta[idx]
-                v = self.val.gram_blocks(idx, mu_v)
-                return (mf * gather_blocks(self.G, idx) + v + c * d[:, :, None] * d[:, None, :]) / ma
+                def block_all(idx):             # the same, rows idx[b] and columns idx[b] for each b
+                    d = delta[idx]
+                    v = self.val.gram_blocks(idx, mu_v)
+                    return (mf * gather_blocks(self.G, idx) + v + c * d[:, :, None] * d[:, None, :]) / ma
             L = float(lipschitz_power(mv_all, self.G.shape[0], 1, self.G[:, :1], iters=30)[0]) * 1.05
             self._all = (mv_all, L, columns_all, block_all)
         return self._all
