@@ -39,13 +39,13 @@ from dmstore.testing import datamodel_data  # noqa: E402
 
 def main():
     a = options(__doc__, quick=dict(d=2000, m=2500, n=20), d=12000, m=16000, n=40, lambdas=10, eval=400,
-                tol=1e-6, max_iter=1000,
+                tol=1e-6, max_iter=1000, lambda_min=(1e-3, "the path's last λ over λmax"),
                 solvers=("activeset,workingset,fista", "comma-separated; the last is the baseline"),
                 patience=(0, "path_patience of every solver but the baseline, the last named when several "
                               "are (0: the whole path)"))
     n_val = a.m // 10
     print(f"data: d={a.d} train examples, m={a.m} models ({a.m - n_val} fit + {n_val} val) + {a.eval} eval, "
-          f"{a.n} test targets, alpha=0.5; {a.lambdas}-lambda path to 1e-3·λmax, tol {a.tol:g}, max_iter "
+          f"{a.n} test targets, alpha=0.5; {a.lambdas}-lambda path to {a.lambda_min:g}·λmax, tol {a.tol:g}, max_iter "
           f"{a.max_iter}; torch threads={torch.get_num_threads()}")
     X, Y, _ = datamodel_data(a.m + a.eval, a.d, a.n)
     tmp = tempfile.mkdtemp()
@@ -62,7 +62,7 @@ def main():
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            r = dmstore.Store.open(st.root, "a").fit("bench", 0.5, n_lambdas=a.lambdas, lambda_min_ratio=1e-3,
+            r = dmstore.Store.open(st.root, "a").fit("bench", 0.5, n_lambdas=a.lambdas, lambda_min_ratio=a.lambda_min,
                                                       tol=a.tol, max_iter=a.max_iter, solver=solver, progress=False,
                                                       path_patience=patience)
         wall = time.perf_counter() - t0

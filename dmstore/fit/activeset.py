@@ -48,8 +48,16 @@ def resolve_solver(solver: str, d: int, n_fit: int | None = None) -> str:
     return "activeset" if n_fit is None or n_fit > d else "workingset"
 
 
-def solver_choice(solver: str, n_test: int, n_train: int) -> dict:
-    """What each kind of target block runs (solver as resolved), as recorded in
+def resolve_train_solver(solver: str) -> str:
+    """The solver of train targets (eq. 9: one operator per target, whose sub-Grams on index sets can
+    be formed from the masks' bits but whose columns are a pass over all d): working sets under
+    'auto' and 'workingset' (a full pass per round, the rest on [p, p] sub-Grams), FISTA with
+    anchored products under 'fista' and 'activeset' (the Newton steps need a readable Gram)."""
+    return "workingset" if solver in ("auto", "workingset") else "fista"
+
+
+def solver_choice(solver: str, n_test: int, n_train: int, train_solver: str = "fista") -> dict:
+    """What each kind of target block runs (solvers as resolved), as recorded in
     `fit_runs.params.runtime.solver`."""
     newton = (f"fista with anchored products, then batched Newton-CG steps on columns open after {CG_AFTER} "
               f"iterations (per-column feature-sign steps after {FISTA_FIRST} where the Gram has no preconditioner)")
@@ -58,7 +66,9 @@ def solver_choice(solver: str, n_test: int, n_train: int) -> dict:
         out["test"] = {"fista": "fista with anchored products", "activeset": newton}.get(
             solver, f"working sets certified by the full gap; on each, {newton}")
     if n_train:
-        out["train"] = "fista with anchored products (eq. 9: one operator per target, no shared columns)"
+        out["train"] = ("working sets on eq. 9 sub-Grams certified by the full gap; FISTA with anchored products on "
+                        "each, and on the full problem past the sub-problem size" if train_solver == "workingset" else
+                        "fista with anchored products (eq. 9: one operator per target, no shared columns)")
     return out
 
 

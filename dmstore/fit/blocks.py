@@ -17,6 +17,7 @@ from .solvers import Problem, gram_matvec, lipschitz_power
 from .stats import Stats
 
 VAL_GRAM_BYTES = 1 << 30   # the val models' Gram is kept explicit up to this size (d ≤ 16,384 in float32)
+SUB_GATHER_BYTES = 256 << 20   # eq. 9 sub-Grams: the gathered rows of one group of columns (3 float copies)
 
 
 def gather_blocks(G: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,7 @@ class GramBlock:
             Ha = self.shared.get("all_gram")
             if Ha is not None:   # one explicit Gram of the fit + val models: one product per iteration
                 mv_all = gram_matvec(Ha)
-                columns_all, block_all = (lambda idx, j=None: Ha[:, idx]), (lambda idx: gather_blocks(Ha, idx))
+                columns_all, block_all = (lambda idx, j=None: Ha[:, idx]), (lambda idx, cols=None: gather_blocks(Ha, idx))
             else:                # too large for a second d × d matrix: the val rows' share on each call
                 gm = gram_matvec(self.G)
 
@@ -88,7 +89,7 @@ class GramBlock:
                     v = self.val.gram_columns(idx, mu_v)
                     return (mf * self.G[:, idx] + v + c * torch.outer(delta, delta[idx])) / ma
 
-                def block_all(idx):             # the same, rows idx[b] and columns idx[b] for each b
+                def block_all(idx, cols=None):             # the same, rows idx[b] and columns idx[b] for each b
                     d = delta[idx]
                     v = self.val.gram_blocks(idx, mu_v)
                     return (mf * gather_blocks(self.G, idx) + v + c * d[:, :, None] * d[:, None, :]) / ma
@@ -113,7 +114,7 @@ class GramBlock:
         else:
             G = self.G
             mv, L = gram_matvec(G), self.L_fit
-            columns, block = (lambda idx, j=None: G[:, idx]), (lambda idx: gather_blocks(G, idx))
+            columns, block = (lambda idx, j=None: G[:, idx]), (lambda idx, cols=None: gather_blocks(G, idx))
         L_ = torch.full((self.n,), L, dtype=self.dtype, device=self.G.device)
         return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_, columns, block, exact=True, factor=self.factor)
 
@@ -179,11 +180,34 @@ class RowBlock:
             return X.normal_matvec(W, lambda lo, hi, R: (R - shift).mul_(Ec[lo:hi])) / m[cols]
         return mv
 
+    def block(self, group):
+        """`Problem.block` of eq. 9: for idx [k, p] and columns cols [k] the sub-Grams
+        H_j[S][:, S] = Σ_r E_jr (x_r,S − μ_j,S)(x_r,S − μ_j,S)ᵀ / m_j  [k, p, p] (j = cols[b], S = idx[b]),
+        from the packed rows' bits of S alone: m·p² flops per column, no pass over all d. The counts
+        Σ_r E_jr x_r,S x_r,Sᵀ are exact in float32 (integers < 2²⁴); centred in float64 and rounded once
+        (a float32 product of centred rows carries ~ε·√m error, and the sub-problem's optimum with it)."""
+        X, E, m, mu, _, _, _ = self._group(group)
+
+        def blk(idx, cols):
+            k, p = idx.shape
+            out = torch.empty(k, p, p, dtype=self.dtype, device=idx.device)
+            step = max(1, SUB_GATHER_BYTES // max(3 * 4 * X.m * p, 1))   # columns whose gathered rows fit
+            for lo in range(0, k, step):
+                ii, cc = idx[lo:lo + step], cols[lo:lo + step]
+                kk = ii.shape[0]
+                Xs = X.cols(ii.reshape(-1).cpu().numpy()).reshape(X.m, kk, p).permute(1, 0, 2)   # [kk, m, p] 0/1
+                N = torch.bmm((Xs * E[:, cc].T[:, :, None]).transpose(1, 2), Xs).double()   # exact counts (< 2²⁴)
+                mj = m[cc].double()[:, None, None]
+                mus = mu[ii, cc[:, None]].double()
+                out[lo:lo + kk] = (N / mj - mus[:, :, None] * mus[:, None, :]).to(self.dtype)
+            return out
+        return blk
+
     def problem(self, group) -> Problem:
         X, E, m, mu, yb, C, s = self._group(group)
         mv = self.matvec(group)
-        Lc = lipschitz_power(mv, X.d, self.n, C)
-        return Problem(mv, C, s, Lc, exact=True)
+        Lc = lambda: lipschitz_power(mv, X.d, self.n, C)   # noqa: E731  (20 passes: only where FISTA runs on all d)
+        return Problem(mv, C, s, Lc, block=self.block(group), exact=True, cheap_blocks=True)
 
     def n_models(self, group):
         return self._group(group)[2].cpu().numpy().astype(np.int64)

@@ -33,7 +33,7 @@ from ..progress import progress as progress_bar
 from ..storage import log
 from ..store.validate import check_alpha
 from . import runs
-from .activeset import resolve_solver, solver_choice
+from .activeset import resolve_solver, resolve_train_solver, solver_choice
 from .blocks import GramBlock, RowBlock
 from .gram import probe_cpu as gram_probe
 from .newton_cg import low_precision
@@ -135,6 +135,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     test_t, train_t = tids[tids >= d], tids[tids < d]
     opts = p.solver_options()
     opts["solver"] = resolve_solver(p.solver, d, n_fit)
+    train_opts = dict(opts, solver=resolve_train_solver(p.solver))
     block_size = p.block_size
     if block_size is None:  # ~8 [d, block] working arrays within ~1 GiB (the solvers' iterates are float64)
         block_size = int(max(64, min(16384, (1 << 30) // (8 * max(d, 1) * 8))))
@@ -144,7 +145,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     bar = progress_bar(total=(len(test_blocks) + len(train_blocks)) * p.path_length, desc=f"fit {p.estimator}",
                        unit="λ-block", enabled=progress)
     out, cache = Collected(), {}
-    runtime = {"solver": solver_choice(opts["solver"], test_t.size, train_t.size)} if est.name == "lasso" else {}
+    runtime = {"solver": solver_choice(opts["solver"], test_t.size, train_t.size, train_opts["solver"])} if est.name == "lasso" else {}
     for bi, block_t in enumerate(test_blocks):
         S_fit, S_val, val_rows, _ = scan(store, experiment, alpha, block_t, None, val_ids, dev, dt,
                                          est.on_correctness, need_gram=bi == 0 and est.needs_gram, use_ids=use_ids)
@@ -168,7 +169,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
         _, _, _, (X, Y) = scan(store, experiment, alpha, np.zeros(0, np.int32), block_t, val_ids, dev, dt,
                                est.on_correctness, need_gram=False, use_ids=use_ids)
         block = RowBlock(X, Y, torch.as_tensor(block_t.astype(np.int64), device=dev), dt)
-        rows, weights, _ = est.solve(block, opts, bar)
+        rows, weights, _ = est.solve(block, train_opts, bar)
         out.add(rows, weights, block_t)
         del block, X, Y
     bar.close()

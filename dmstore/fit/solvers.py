@@ -42,19 +42,30 @@ class Problem:
     """One block of targets: `matvec(W[d, k], cols[k]) → H W`; C [d, n]; s [n]; L [n] an upper
     bound of H's largest eigenvalue (per column); where H can be read (the active-set Newton steps
     need it), `columns(idx, j) → H_j[:, idx]` [d, len(idx)] for column j; where every column
-    shares one H (the working sets need it), `block(idx) → H[idx[b]][:, idx[b]]` [k, p, p] for
-    idx [k, p] (k index sets of p features), else None. exact: `matvec` also takes float64 W
+    can be read on index sets (the working sets need it), `block(idx, cols) → H_{cols[b]}[idx[b]][:, idx[b]]`
+    [k, p, p] for idx [k, p] (k index sets of p features) and their columns cols [k], else None. exact: `matvec` also takes float64 W
     and then computes in float64 (the solvers anchor their products on it: module doc).
+    cheap_blocks: `block` costs far less than `matvec` on all d (eq. 9: a pass over the masks), so
+    working sets may grow to the memory bound.
     factor: where every column shares one Gram, `factor() → ` a preconditioner of H, the inverse
     of H + εI (`newton_cg.preconditioner`, computed on first call), or None."""
     matvec: Matvec
     C: torch.Tensor
     s: torch.Tensor
-    L: torch.Tensor
+    lipschitz: "torch.Tensor | Callable[[], torch.Tensor]"
     columns: Callable | None = None
     block: Callable | None = None
     exact: bool = False
     factor: Callable | None = None
+    cheap_blocks: bool = False
+
+    @property
+    def L(self) -> torch.Tensor:
+        """[n], computed on first use where given as a callable (eq. 9's power iteration costs 20
+        passes over the masks, and working sets need it only when a column falls to the full problem)."""
+        if callable(self.lipschitz):
+            self.lipschitz = self.lipschitz()
+        return self.lipschitz
 
     @property
     def n(self) -> int:
@@ -64,8 +75,10 @@ class Problem:
         """The problem of columns a [k] of this one."""
         cols = None if self.columns is None else (
             lambda idx, j=None: self.columns(idx, None if j is None else int(a[j])))
-        return Problem(lambda W, c: self.matvec(W, a[c]), self.C[:, a], self.s[a], self.L[a], cols, self.block,
-                       self.exact, self.factor)
+        block = None if self.block is None else (lambda idx, c: self.block(idx, a[c]))
+        lip = (lambda: self.L[a]) if callable(self.lipschitz) else self.lipschitz[a]
+        return Problem(lambda W, c: self.matvec(W, a[c]), self.C[:, a], self.s[a], lip, cols, block,
+                       self.exact, self.factor, self.cheap_blocks)
 
 
 def gram_matvec(G: torch.Tensor, sparse_below: float = SPARSE_BELOW) -> Matvec:

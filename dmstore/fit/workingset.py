@@ -71,10 +71,9 @@ def batched_problem(P: Problem, idx: torch.Tensor, valid: torch.Tensor, o: torch
     k, p = idx.shape
     dt = P.C.dtype
     v = valid.to(dt)
-    H = torch.empty(k, p, p, dtype=dt, device=idx.device)
-    step = max(1, BLOCK_BYTES // max(p * p * H.element_size(), 1))
-    for lo in range(0, k, step):
-        H[lo:lo + step] = P.block(idx[lo:lo + step])
+    H = torch.zeros(k, p, p, dtype=dt, device=idx.device)
+    for rows, pc in _size_groups(valid.sum(1), H.element_size()):
+        H[rows, :pc, :pc] = P.block(idx[rows, :pc], o[rows])
     H.mul_(v[:, :, None]).mul_(v[:, None, :])
     C = P.C[:, o].gather(0, idx.T) * v.T                                     # [p, k]
 
@@ -91,6 +90,21 @@ def batched_problem(P: Problem, idx: torch.Tensor, valid: torch.Tensor, o: torch
 
     L = _lipschitz(H)
     return Problem(mv, C, P.s[o], L, lambda j_idx, j: H[j][:, j_idx], exact=True)
+
+
+def _size_groups(sizes: torch.Tensor, item: int):
+    """(rows [g] long, p_g) groups of the columns by set size (sizes [k]), each padded only to its
+    own largest set: consecutive in size order, the largest ≤ 1.25× the smallest + 16, and
+    g·p_g² items ≤ BLOCK_BYTES (one wide column no longer pads every other one's sub-Gram)."""
+    order = torch.argsort(sizes)
+    sz = sizes[order].tolist()
+    lo, k = 0, len(sz)
+    while lo < k:
+        hi = lo + 1
+        while hi < k and sz[hi] <= 1.25 * sz[lo] + 16 and (hi + 1 - lo) * sz[hi] ** 2 * item <= BLOCK_BYTES:
+            hi += 1
+        yield order[lo:hi], max(int(sz[hi - 1]), 1)
+        lo = hi
 
 
 def _lipschitz(H: torch.Tensor, iters: int = 30) -> torch.Tensor:
@@ -133,7 +147,8 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
     M = W.ne(0)
     sub_tol = torch.full((n,), tol / 4, dtype=torch.float64, device=dev)
     full = torch.zeros(n, dtype=torch.bool, device=dev)     # left to the full problem
-    p_max = max(P_MIN, int(min(SUB_SHARE * d / max(n, 1) ** 0.5, (SUB_BYTES / (4 * max(n, 1))) ** 0.5)))
+    p_mem = (SUB_BYTES / (4 * max(n, 1))) ** 0.5
+    p_max = max(P_MIN, int(p_mem if P.cheap_blocks else min(SUB_SHARE * d / max(n, 1) ** 0.5, p_mem)))
     for _ in range(MAX_OUTER):
         o = ((rel > tol) & ~full).nonzero().squeeze(1)
         if not o.numel():
@@ -159,7 +174,8 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
         rel = gap / scale
     rest = ((rel > tol) & full).nonzero().squeeze(1)
     if rest.numel():
-        sol = lasso_activeset(P.take(rest), lam[rest], W[:, rest], tol, max_iter)
+        solve = lasso_activeset if P.columns is not None else lasso_solve   # eq. 9: H_j's columns cannot be read
+        sol = solve(P.take(rest), lam[rest], W[:, rest], tol, max_iter)
         W[:, rest], HW[:, rest], r2[rest] = sol.W, sol.HW.to(xt), sol.r2.to(r2.dtype)
         rel[rest], n_iter[rest] = sol.rel_gap, n_iter[rest] + sol.n_iter
     return Solution(W, HW.to(dt), rel, n_iter, rel <= tol, r2.to(dt))

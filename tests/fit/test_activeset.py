@@ -25,7 +25,7 @@ def gram_problem(X, y):
     C = torch.as_tensor(Xc.T @ yc / m)
     s = torch.as_tensor((yc * yc).sum(0) / m)
     L = torch.full((y.shape[1],), lipschitz_gram(G))
-    return Problem(gram_matvec(G), C, s, L, lambda idx, j=None: G[:, idx], lambda idx: G[idx[:, :, None], idx[:, None, :]])
+    return Problem(gram_matvec(G), C, s, L, lambda idx, j=None: G[:, idx], lambda idx, cols=None: G[idx[:, :, None], idx[:, None, :]])
 
 
 @pytest.mark.parametrize("solver", ["workingset", "activeset", "fista", "auto"])
@@ -139,7 +139,9 @@ def test_working_sets_grow_until_the_full_gap_certifies(monkeypatch, p_min):
 
 
 def test_the_solver_auto_stands_for_is_recorded(tmp_path):
-    """'auto' runs working sets on test targets and FISTA on train targets; fit_runs says which."""
+    """'auto' runs FISTA + Newton-CG on test targets (fit models outnumber train examples) and
+    working sets on train targets; 'fista' and 'activeset' run FISTA on train targets; fit_runs
+    says which."""
     import json
     rng = np.random.default_rng(1)
     d, nt = 30, 2
@@ -155,4 +157,80 @@ def test_the_solver_auto_stands_for_is_recorded(tmp_path):
           ["runtime"]["solver"] for f in runs]
     assert rt[0]["test"] == rt[2]["test"] and rt[0]["test"].startswith("fista with anchored products, then batched")
     assert rt[1]["test"] == "fista with anchored products"
-    assert all(r["train"].startswith("fista with anchored products (eq. 9") for r in rt)
+    assert rt[0]["train"].startswith("working sets on eq. 9 sub-Grams")
+    assert all(r["train"].startswith("fista with anchored products (eq. 9") for r in rt[1:])
+
+
+@pytest.mark.parametrize("sub_bytes", [1 << 30, 4 * 3 * 12 ** 2])
+def test_train_targets_by_working_sets_match_sklearn_where_models_are_fewer_than_features(tmp_path, monkeypatch,
+                                                                                         sub_bytes):
+    """Train targets (eq. 9: each its own rows) with m = 110 fit + val models < d = 150: working
+    sets grown from 2 features over several rounds, on sub-Grams formed from the masks' bits, must
+    give sklearn's Lasso on each target's rows at every λ of the path and at the refit. sub_bytes
+    tiny: sets are capped near 12 features, so most columns are handed to FISTA on the full eq. 9
+    problem."""
+    rng = np.random.default_rng(3)
+    m, d, nt = 140, 150, 1
+    X = rng.random((m, d)) < 0.5
+    th = rng.normal(size=(d, d + nt)) * (rng.random((d, d + nt)) < 0.1)
+    Y = (X @ th + 0.5 * rng.normal(size=(m, d + nt)) + 1).astype(np.float32)
+    roles = np.array(["fit"] * 100 + ["val"] * 10 + ["eval"] * 30, dtype=object)
+    st = Store.create(tmp_path / "s", train_size=d, test_size=nt)
+    st.append("e", 0.5, X, Y, np.arange(d + nt), roles=roles, check_alpha=False)
+    monkeypatch.setattr(workingset, "P0", 2)
+    monkeypatch.setattr(workingset, "P_MIN", 4)
+    monkeypatch.setattr(workingset, "SUB_BYTES", sub_bytes)
+    sizes = []
+    real = workingset.grow
+    monkeypatch.setattr(workingset, "grow", lambda *a: (lambda M: (sizes.append(M.sum(0).max()), M)[1])(real(*a)))
+    full = []                       # FISTA on a whole eq. 9 problem (cheap_blocks: not a sub-problem)
+    real_solve = workingset.lasso_solve
+    monkeypatch.setattr(workingset, "lasso_solve", lambda P, *a: (full.append(P.n) if P.cheap_blocks else None,
+                                                                   real_solve(P, *a))[1])
+    targets = [3, 40, 77, 120]
+    r = fit(st, "e", 0.5, targets=targets, n_lambdas=5, lambda_min_ratio=0.05, dtype="float64", tol=1e-10,
+            max_iter=100000, keep_path=True, progress=False)
+    assert len(sizes) >= (8 if sub_bytes > 1e6 else 3) and min(sizes) == 2 and max(sizes) > 12   # grown round by round
+    assert (not full) if sub_bytes > 1e6 else full      # solved on sub-Grams alone, or handed to the full problem
+    con = st.connect()
+    fits = con.sql(f"SELECT target_id, lam, selected, bias, n_models, converged FROM fits WHERE fit_id = {r.fit_id}"
+                   ).fetchnumpy()
+    w = con.sql(f"SELECT target_id, lam, train_id, weight FROM weights WHERE fit_id = {r.fit_id}").fetchnumpy()
+    assert fits["converged"].all() and sorted(set(fits["target_id"].tolist())) == targets
+    for i in range(fits["lam"].size):
+        t, lam, sel = int(fits["target_id"][i]), float(fits["lam"][i]), bool(fits["selected"][i])
+        rows = np.flatnonzero(((roles == "fit") | ((roles == "val") & sel)) & ~X[:, t])
+        assert fits["n_models"][i] == rows.size
+        Xa, ya = X[rows].astype(float), Y[rows, t].astype(float)
+        sk = Lasso(alpha=lam, tol=1e-12, max_iter=1_000_000).fit(Xa, ya)
+        k = (w["target_id"] == t) & (w["lam"] == lam)
+        wv = np.zeros(d)
+        wv[w["train_id"][k]] = w["weight"][k]
+        ref = lasso_objective(Xa, ya, sk.coef_, sk.intercept_, lam)
+        assert lasso_objective(Xa, ya, wv, fits["bias"][i], lam) - ref <= 1e-7 * ref, (t, lam)
+        np.testing.assert_allclose(wv, sk.coef_, atol=1e-4)
+        assert wv[t] == 0
+
+
+def test_eq9_sub_grams_are_the_centred_gram_of_each_targets_rows():
+    """RowBlock.block: H_j[S][:, S] for target j = the centred Gram over the models without j,
+    divided by their number, as numpy computes it; padded with repeated features, columns in any
+    order."""
+    from dmstore.fit.blocks import RowBlock
+    from dmstore.fit.operators import PackedRows
+    rng = np.random.default_rng(4)
+    m, d = 57, 21
+    X = rng.random((m, d)) < 0.5
+    Y = torch.as_tensor(rng.normal(size=(m, 3)))
+    tids = np.array([2, 9, 15])
+    rows = PackedRows(np.packbits(X, axis=1), d, torch.device("cpu"), torch.float64)
+    blk = RowBlock({"fit": rows, "val": None}, {"fit": Y, "val": None}, torch.as_tensor(tids), torch.float64)
+    idx = torch.tensor([[0, 4, 9, 20], [5, 6, 6, 1], [15, 3, 11, 12]])
+    cols = torch.tensor([1, 0, 2])
+    H = blk.block("fit")(idx, cols)
+    for b in range(3):
+        t = tids[int(cols[b])]
+        Xa = X[~X[:, t]].astype(float)
+        Xc = Xa - Xa.mean(0)
+        ref = (Xc.T @ Xc / Xa.shape[0])[np.ix_(idx[b].numpy(), idx[b].numpy())]
+        np.testing.assert_allclose(H[b].numpy(), ref, rtol=1e-12, atol=1e-14)
