@@ -36,7 +36,8 @@ from .options import Shard, store_arg
                    "batched Newton steps on each target's support solved by preconditioned conjugate "
                    "gradients, certified by the full duality gap (fast when models are not >> train "
                    "examples); workingset = sub-problems on a growing set of features; fista = FISTA alone. "
-                   "Train targets (eq. 9) use FISTA.")
+                   "Train targets (eq. 9): working sets under auto and workingset (sub-problems formed "
+                   "from the masks' bits, one pass over the masks per round), FISTA under fista and activeset.")
 @click.option("--path-patience", type=click.IntRange(1), default=None, metavar="K",
               help="lasso, ridge: a target leaves the lambda path after K consecutive lambdas whose validation "
                    "MSE is above its best (the smallest lambdas of a long path are the slowest and are rarely "

@@ -56,13 +56,16 @@ def resolve_train_solver(solver: str) -> str:
     return "workingset" if solver in ("auto", "workingset") else "fista"
 
 
-def solver_choice(solver: str, n_test: int, n_train: int, train_solver: str = "fista") -> dict:
+def solver_choice(solver: str, n_test: int, n_train: int, train_solver: str = "fista", test_rows: bool = False) -> dict:
     """What each kind of target block runs (solvers as resolved), as recorded in
     `fit_runs.params.runtime.solver`."""
     newton = (f"fista with anchored products, then batched Newton-CG steps on columns open after {CG_AFTER} "
               f"iterations (per-column feature-sign steps after {FISTA_FIRST} where the Gram has no preconditioner)")
     out = {}
-    if n_test:
+    if n_test and test_rows:
+        out["test"] = ("working sets in data space (fit models not more than train examples): sub-Grams from the "
+                       "masks' bits, the full gap by products with the packed masks, no d x d Gram")
+    elif n_test:
         out["test"] = {"fista": "fista with anchored products", "activeset": newton}.get(
             solver, f"working sets certified by the full gap; on each, {newton}")
     if n_train:

@@ -137,11 +137,13 @@ class GramBlock:
 
 
 class RowBlock:
-    """Train targets of one block (paper eq. 9): rows containing the target are excluded. The
-    masks stay packed (PackedRows); Y [m, n] holds this block's targets only."""
+    """Targets of one block in data space: train targets (paper eq. 9, `exclude`) leave out the
+    rows containing them; test targets (exclude=False: every row, E ≡ 1) take this form where fit
+    models are not more than train examples (no d × d Gram). The masks stay packed (PackedRows);
+    Y [m, n] holds this block's targets only."""
 
-    def __init__(self, X: dict, Y: dict, target_ids: torch.Tensor, dtype):
-        self.dtype = dtype
+    def __init__(self, X: dict, Y: dict, target_ids: torch.Tensor, dtype, exclude: bool = True):
+        self.dtype, self.exclude = dtype, exclude
         self.X = {"fit": X["fit"], "val": X["val"]}
         self.Y = {"fit": Y["fit"], "val": Y["val"]}
         if X["val"] is not None and X["val"].m:
@@ -157,7 +159,7 @@ class RowBlock:
     def _group(self, g):
         if g not in self._c:
             X, Y = self.X[g], self.Y[g]
-            E = 1 - X.cols(self.tn)                                # [m, n] eligibility
+            E = self._eligible(X)                                  # [m, n] eligibility
             m = E.sum(0).clamp_min(1)
             mu = X.rmatmul(E) / m
             yb = (E * Y).sum(0) / m
@@ -166,6 +168,12 @@ class RowBlock:
             s = (Yc * Yc).sum(0) / m
             self._c[g] = (X, E, m, mu, yb, C, s)
         return self._c[g]
+
+    def _eligible(self, X) -> torch.Tensor:
+        """[m, n] 0/1: the rows each target's regression uses."""
+        if self.exclude:
+            return 1 - X.cols(self.tn)
+        return torch.ones(X.m, self.n, dtype=self.dtype, device=self.t.device)
 
     def center(self, group):
         _, _, _, mu, yb, _, _ = self._group(group)
@@ -216,7 +224,7 @@ class RowBlock:
         Xv, Yv = self.X["val"], self.Y["val"]
         if Xv is None or not Xv.m:
             return None
-        Ev = 1 - Xv.cols(self.tn)
+        Ev = self._eligible(Xv)
         pred = Xv.matmul(W) + (yb - (mu * W).sum(0))
         err = Ev * (Yv - pred)
         return (err * err).sum(0) / Ev.sum(0).clamp_min(1)

@@ -132,8 +132,9 @@ class PathEstimator(Estimator):
 class Lasso(PathEstimator):
     """min ½ wᵀHw − cᵀw + λ‖w‖₁ from λ_max (the smallest λ with w = 0): where the block shares one
     operator, by FISTA with anchored products and batched Newton–CG steps on the full problem
-    (`activeset`, solver 'auto' or 'activeset') or by working sets ('workingset'); else (eq. 9)
-    by batched FISTA with anchored products."""
+    (`activeset`, solver 'auto' or 'activeset') or by working sets ('workingset'); train targets
+    (eq. 9) by working sets on sub-Grams formed from the masks' bits ('auto', 'workingset') or by
+    batched FISTA with anchored products."""
     name = "lasso"
     reports_gap = True
 

@@ -21,20 +21,20 @@ class PackedRows:
         size = 4 if dt == torch.float32 else 8
         self._whole = self._unpack(0, self.m) if self.m * d * size <= ROW_CACHE_BYTES else None
 
-    def _unpack(self, lo, hi):
-        return torch.as_tensor(np.unpackbits(self.packed[lo:hi], axis=1, count=self.d)).to(self.dev, self.dt)
+    def _unpack(self, lo, hi, dt=None):
+        return torch.as_tensor(np.unpackbits(self.packed[lo:hi], axis=1, count=self.d)).to(self.dev, dt or self.dt)
 
     def concat(self, other: "PackedRows") -> "PackedRows":
         return PackedRows(np.concatenate([self.packed, other.packed]), self.d, self.dev, self.dt)
 
-    def chunks(self):
-        """(lo, hi, X [rows, d]) in the compute dtype."""
+    def chunks(self, dt=None):
+        """(lo, hi, X [rows, d]) in the compute dtype (or `dt`: unpacked straight into it)."""
         if self._whole is not None:
-            yield 0, self.m, self._whole
+            yield 0, self.m, self._whole if dt in (None, self.dt) else self._whole.to(dt)
             return
         for lo in range(0, self.m, self.step):
             hi = min(self.m, lo + self.step)
-            yield lo, hi, self._unpack(lo, hi)
+            yield lo, hi, self._unpack(lo, hi, dt)
 
     def cols(self, t: np.ndarray) -> torch.Tensor:
         """X[:, t]  [m, len(t)] in the compute dtype, read from the packed bits."""
@@ -59,8 +59,7 @@ class PackedRows:
         """Xᵀ f(lo, hi, X W) [d, n], one unpacking of each row chunk; in W's dtype (float64 W: a
         float64 product, the 0/1 rows are exact in any dtype)."""
         out = torch.zeros(self.d, W.shape[1], dtype=W.dtype, device=W.device)
-        for lo, hi, X in self.chunks():
-            X = X.to(W.dtype)
+        for lo, hi, X in self.chunks(W.dtype):
             out.addmm_(X.T, f(lo, hi, X @ W))
         return out
 

@@ -11,9 +11,11 @@ Test targets share one Gram matrix, accumulated by streaming row chunks of the s
 Train targets follow paper eq. 9: models whose mask contains the target are excluded from its
 regression, so every train target has its own row set. That is solved exactly in data space:
 H_j W = Xᵀ(E_j ⊙ (X w − μ_jᵀw)) / m_j with E_j the 0/1 eligibility of each model for target j —
-two products with the mask matrix per iteration instead of one with the Gram matrix; the fit
-rows of the mask matrix are held packed (1 bit per entry) and unpacked chunk by chunk inside
-each product (PackedRows), so X costs m·d/8 bytes, not m·d·4.
+two products with the mask matrix instead of one with the Gram matrix; the fit rows of the mask
+matrix are held packed (1 bit per entry) and unpacked chunk by chunk inside each product
+(PackedRows), so X costs m·d/8 bytes, not m·d·4. Working sets (the default) take such a product
+once per round (the gradient and the certificate on all d); inside a round each target's
+sub-problem runs on its sub-Gram H_j[S, S], counted from the bits of S alone (m·|S|² flops).
 
 λ is chosen per target by MSE on validation models (role 'val', or a seeded hash split of the
 fit models when the store has none), then the target is refit on fit + val models at that λ,
@@ -46,6 +48,14 @@ from .solvers import lipschitz_gram
 from .stats import center_gram_, model_order, split_val
 
 
+GRAM_BYTES_MAX = 4 << 30
+"""Test targets' working sets read sub-Grams from one float32 d × d Gram up to this size (d ≤ 32,768);
+beyond (d = 60,000: 14.4 GB, plus as much again to count it) they run in data space like eq. 9, from
+the masks' bits. Below it the Gram is the faster: at d = 8,000, m = 2,000, 20 targets, 10 λ to 0.01·λmax,
+102 s with every (target, λ) certified against 239 s with 39 at the cap in data space, whose columns
+handed to the full problem get FISTA alone (H's columns cost a pass over the masks each)."""
+
+
 def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets="test",
         n_lambdas: int = 30, lambda_min_ratio: float = 1e-3, device: str = "auto",
         dtype: str = "float32", keep_path: bool = False, tol: float = 1e-6, max_iter: int = 1000,
@@ -62,7 +72,9 @@ def fit(store, experiment: str, alpha: float, estimator: str = "lasso", targets=
     Newton–CG steps on the full problem, `fit.newton_cg`), 'workingset' (per-target working sets,
     `fit.workingset`), 'fista' (batched FISTA alone), or 'auto' (activeset; the choice is recorded
     in fit_runs.params.runtime: activeset where the fit models outnumber the train examples, else
-    workingset); train targets (eq. 9) use FISTA with anchored products. `path_patience` = K (lasso, ridge): a target stops walking
+    workingset); train targets (eq. 9) use working sets under 'auto' and 'workingset' (sub-Grams of
+    each target's set from the masks' bits: a pass over the masks per round, not per iteration) and
+    FISTA with anchored products under 'fista' and 'activeset'. `path_patience` = K (lasso, ridge): a target stops walking
     the λ path after K consecutive λ whose validation MSE is above its best so far (smaller λ
     cannot be selected unless its validation curve turns down again); the λ it skips have no rows
     in `fits`. None: the whole path for every target. `models` = N: fit on N of the fit + val
@@ -139,13 +151,20 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     block_size = p.block_size
     if block_size is None:  # ~8 [d, block] working arrays within ~1 GiB (the solvers' iterates are float64)
         block_size = int(max(64, min(16384, (1 << 30) // (8 * max(d, 1) * 8))))
-    test_blocks = [test_t[i:i + block_size] for i in range(0, test_t.size, block_size)]
+    # LASSO working sets where fit models are not more than train examples and the d × d Gram is
+    # larger than GRAM_BYTES_MAX: test targets in data space (module doc of `workingset`)
+    rows_test = est.name == "lasso" and opts["solver"] == "workingset" and n_fit <= d and 4 * d * d > GRAM_BYTES_MAX
+    gram_t = test_t[:0] if rows_test else test_t
+    test_blocks = [gram_t[i:i + block_size] for i in range(0, gram_t.size, block_size)]
     row_block = max(16, block_size // 4)
-    train_blocks = [train_t[i:i + row_block] for i in range(0, train_t.size, row_block)]
-    bar = progress_bar(total=(len(test_blocks) + len(train_blocks)) * p.path_length, desc=f"fit {p.estimator}",
+    row_blocks = [(train_t[i:i + row_block], True) for i in range(0, train_t.size, row_block)]
+    if rows_test:
+        row_blocks += [(test_t[i:i + row_block], False) for i in range(0, test_t.size, row_block)]
+    bar = progress_bar(total=(len(test_blocks) + len(row_blocks)) * p.path_length, desc=f"fit {p.estimator}",
                        unit="λ-block", enabled=progress)
     out, cache = Collected(), {}
-    runtime = {"solver": solver_choice(opts["solver"], test_t.size, train_t.size, train_opts["solver"])} if est.name == "lasso" else {}
+    runtime = {"solver": solver_choice(opts["solver"], test_t.size, train_t.size, train_opts["solver"], rows_test)
+               } if est.name == "lasso" else {}
     for bi, block_t in enumerate(test_blocks):
         S_fit, S_val, val_rows, _ = scan(store, experiment, alpha, block_t, None, val_ids, dev, dt,
                                          est.on_correctness, need_gram=bi == 0 and est.needs_gram, use_ids=use_ids)
@@ -165,10 +184,10 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
         del block
     if cache.get("factor") is not None:   # the Newton-CG preconditioner: its dtype and the probe behind it
         runtime["preconditioner"] = dict(low_precision(dev), dtype=str(cache["factor"].dtype).removeprefix("torch."))
-    for block_t in train_blocks:   # eq. 9: packed masks + this block's margins, streamed per block
+    for block_t, eq9 in row_blocks:   # packed masks + this block's margins, streamed per block
         _, _, _, (X, Y) = scan(store, experiment, alpha, np.zeros(0, np.int32), block_t, val_ids, dev, dt,
                                est.on_correctness, need_gram=False, use_ids=use_ids)
-        block = RowBlock(X, Y, torch.as_tensor(block_t.astype(np.int64), device=dev), dt)
+        block = RowBlock(X, Y, torch.as_tensor(block_t.astype(np.int64), device=dev), dt, exclude=eq9)
         rows, weights, _ = est.solve(block, train_opts, bar)
         out.add(rows, weights, block_t)
         del block, X, Y

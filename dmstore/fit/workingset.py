@@ -8,8 +8,10 @@ S_j of p_j features gives column j the sub-problem on H_{S_j S_j} [p_j, p_j]: it
 p_j/m, not d/m, and one product costs 2·p_j². Different targets have different supports (their
 union soon covers most features), so every column keeps its own set: the block's sub-problems are
 one batched problem over padded index sets idx [k, p] (`Problem.block` gathers H's blocks
-[k, p, p]; padding rows are zero, so padded coordinates stay zero). Per λ, celer and skglm's
-scheme, batched:
+[k, p, p], grouped by set size so each group is padded only to its own widest set; padding rows
+are zero, so padded coordinates stay zero). Train targets (eq. 9) have one H_j per target: their
+blocks are counted from the masks' bits of each set (`RowBlock.block`, m·p² flops), while step 1
+is a pass over all the masks. Per λ, celer and skglm's scheme, batched:
 
     1. g = c − H w on all d features (one product with H's columns on the supports) and the
        full duality gap; certified columns leave.
@@ -21,7 +23,9 @@ scheme, batched:
        same certificate as every other solver.
 
 A column whose set outgrows the sub-problem size (P_MIN below; the small-λ end, where the
-support nears min(m, d)) is solved on the full problem (`activeset.lasso_activeset`, warm-started where the rounds left it).
+support nears min(m, d)) is solved on the full problem (`activeset.lasso_activeset`, or FISTA
+where H's columns cannot be read (eq. 9), warm-started where the rounds left it). Where blocks are
+cheap next to a product on all d (`Problem.cheap_blocks`, eq. 9) only memory bounds the sets.
 
     sol = lasso_workingset(P, lam, W0, tol, max_iter)
 """
@@ -147,8 +151,7 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
     M = W.ne(0)
     sub_tol = torch.full((n,), tol / 4, dtype=torch.float64, device=dev)
     full = torch.zeros(n, dtype=torch.bool, device=dev)     # left to the full problem
-    p_mem = (SUB_BYTES / (4 * max(n, 1))) ** 0.5
-    p_max = max(P_MIN, int(p_mem if P.cheap_blocks else min(SUB_SHARE * d / max(n, 1) ** 0.5, p_mem)))
+    p_max = max(P_MIN, int(min(SUB_SHARE * d / max(n, 1) ** 0.5, (SUB_BYTES / (4 * max(n, 1))) ** 0.5)))
     for _ in range(MAX_OUTER):
         o = ((rel > tol) & ~full).nonzero().squeeze(1)
         if not o.numel():
@@ -157,6 +160,8 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
         same = new.sum(0) == M[:, o].sum(0)                  # nothing new: solve its sub-problem closer
         sub_tol[o[same]] /= 8
         M[:, o] = new
+        if P.cheap_blocks:      # only the open columns' [k, p, p] sub-Grams bound their sets
+            p_max = max(P_MIN, int((SUB_BYTES / (4 * o.numel())) ** 0.5))
         full[o[(new.sum(0) > p_max) | (sub_tol[o] < tol * 1e-4)]] = True
         o = ((rel > tol) & ~full).nonzero().squeeze(1)
         if not o.numel():

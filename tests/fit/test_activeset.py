@@ -2,6 +2,8 @@
 solver on an m < d store, working sets that must grow several times (and columns handed to the
 full problem), feature-sign steps that must grow the support many times from zero,
 and the certificate (the full problem's duality gap) that decides `converged`."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -28,10 +30,15 @@ def gram_problem(X, y):
     return Problem(gram_matvec(G), C, s, L, lambda idx, j=None: G[:, idx], lambda idx, cols=None: G[idx[:, :, None], idx[:, None, :]])
 
 
-@pytest.mark.parametrize("solver", ["workingset", "activeset", "fista", "auto"])
-def test_fewer_models_than_features(tmp_path, solver):
+@pytest.mark.parametrize("solver,rows", [("workingset", False), ("activeset", False), ("fista", False), ("auto", False),
+                                         ("workingset", True), ("fista", True), ("auto", True)])
+def test_fewer_models_than_features(tmp_path, monkeypatch, solver, rows):
     """m = 60 fit models, d = 90 features: X_cᵀX_c is singular, the objective is still unique;
-    each (target, λ) of the path matches sklearn's objective and is certified converged."""
+    each (target, λ) of the path matches sklearn's objective and is certified converged. rows:
+    the Gram counts as too large (GRAM_BYTES_MAX = 0), so working sets ('auto' here) run in data
+    space with no d × d Gram, and fit_runs says so."""
+    if rows:
+        monkeypatch.setattr("dmstore.fit.pipeline.GRAM_BYTES_MAX", 0)
     rng = np.random.default_rng(3)
     d, nt, m_fit, m_val = 90, 3, 60, 20
     X = rng.random((m_fit + m_val, d)) < 0.5
@@ -47,6 +54,10 @@ def test_fewer_models_than_features(tmp_path, solver):
     w = con.sql("SELECT target_id, lam, train_id, weight FROM weights WHERE fit_id = $f",
                 params={"f": r.fit_id}).fetchnumpy()
     assert fits["converged"].all() and (fits["rel_gap"] <= 1e-10).all()
+    runtime = json.loads(con.sql(f"SELECT params FROM fit_runs WHERE fit_id = {r.fit_id}").fetchall()[0][0])["runtime"]
+    in_rows = rows and solver in ("auto", "workingset")
+    assert runtime["solver"]["test"].startswith("working sets in data space") == in_rows
+    assert ("gram" in runtime) == (not in_rows)
     for i in range(fits["lam"].size):
         t, lam, sel = int(fits["target_id"][i]), float(fits["lam"][i]), bool(fits["selected"][i])
         rows = np.flatnonzero((roles == "fit") | sel)          # the selected λ is refitted on fit + val
@@ -142,7 +153,6 @@ def test_the_solver_auto_stands_for_is_recorded(tmp_path):
     """'auto' runs FISTA + Newton-CG on test targets (fit models outnumber train examples) and
     working sets on train targets; 'fista' and 'activeset' run FISTA on train targets; fit_runs
     says which."""
-    import json
     rng = np.random.default_rng(1)
     d, nt = 30, 2
     X = rng.random((80, d)) < 0.5
