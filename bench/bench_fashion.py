@@ -6,7 +6,7 @@ machine, each step a `dmstore` command timed with its peak RSS:
 
 Steps: train the fit models (`dmstore train --recipe fashion --workers 2`), the eval models,
 compact, difference of means for all 10,000 test targets, LASSO for the first --targets test
-targets (--lasso; at d = 60,000 its float32 Gram alone is 14.4 GB), `dmstore attribute` for
+targets (--lasso; at d = 60,000 in data space from the masks' bits), `dmstore attribute` for
 trak, if, tracin, graddot and repsim on those targets, the frontier of difference of means
 (`dmstore frontier` on the --targets targets, where every method has scores), the store's bytes per margin, and the method table (held-out LDS).
 Reruns resume: stored models and identical fits are reused. Needs Debian's
@@ -45,7 +45,7 @@ def step(name: str, cmd: list[str], timeout: float | None = None) -> dict:
 def main():
     a = options(__doc__, models=10000, eval=500, targets=1000, alpha=0.5, workers=2, batch=500,
                 dir=("bench-fashion", "where the store lives (reruns resume)"),
-                lasso=(False, "also fit LASSO on the targets (needs > 28 GB at d = 60,000 today)"),
+                lasso=(False, "also fit LASSO on the targets (working sets in data space: no 14.4 GB Gram)"),
                 methods=("trak,if,tracin,graddot,repsim", "attribution methods to run"),
                 shares=("1000,2000,5000", "frontier shares for difference of means (plus all models)"),
                 timeout=(3600.0, "seconds a step may run"))

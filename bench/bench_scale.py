@@ -180,8 +180,8 @@ def main():
                   f"{a.fit_targets} targets" + (f", peak GPU memory {r['gpu_peak_gb']:.1f} GB" if "gpu_peak_gb" in r else ""))
         if "train_fit_s" in r:
             per = r["train_fit_s"] / fmt["train_targets"]
-            print(f"  eq. 9 train targets: {per:.1f} s per target here (two products with the packed m×d "
-                  f"masks per iteration, linear in m): all 50,000 at m = 300,000 ≈ "
+            print(f"  eq. 9 train targets: {per:.2f} s per target here (working sets: a pass over the packed m×d "
+                  f"masks per round, sub-Grams m·p² per target; linear in m): all 50,000 at m = 300,000 ≈ "
                   f"{per * 50_000 * 300_000 / a.m / 3600:.0f} h of this machine")
 
 
