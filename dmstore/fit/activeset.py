@@ -69,8 +69,9 @@ def solver_choice(solver: str, n_test: int, n_train: int, train_solver: str = "f
         out["test"] = {"fista": "fista with anchored products", "activeset": newton}.get(
             solver, f"working sets certified by the full gap; on each, {newton}")
     if n_train:
-        out["train"] = ("working sets on eq. 9 sub-Grams certified by the full gap; FISTA with anchored products on "
-                        "each, and on the full problem past the sub-problem size" if train_solver == "workingset" else
+        out["train"] = ("working sets on eq. 9 sub-Grams certified by the full gap; FISTA then feature-sign steps on "
+                        "each, FISTA with anchored products on the full problem past the sub-problem size"
+                        if train_solver == "workingset" else
                         "fista with anchored products (eq. 9: one operator per target, no shared columns)")
     return out
 

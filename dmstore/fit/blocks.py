@@ -189,7 +189,7 @@ class RowBlock:
         return mv
 
     def block(self, group):
-        """`Problem.block` of eq. 9: for idx [k, p] and columns cols [k] the sub-Grams
+        """`Problem.block` in data space: for idx [k, p] and columns cols [k] the sub-Grams
         H_j[S][:, S] = Σ_r E_jr (x_r,S − μ_j,S)(x_r,S − μ_j,S)ᵀ / m_j  [k, p, p] (j = cols[b], S = idx[b]),
         from the packed rows' bits of S alone: m·p² flops per column, no pass over all d. The counts
         Σ_r E_jr x_r,S x_r,Sᵀ are exact in float32 (integers < 2²⁴); centred in float64 and rounded once

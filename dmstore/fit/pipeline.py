@@ -152,7 +152,7 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     if block_size is None:  # ~8 [d, block] working arrays within ~1 GiB (the solvers' iterates are float64)
         block_size = int(max(64, min(16384, (1 << 30) // (8 * max(d, 1) * 8))))
     # LASSO working sets where fit models are not more than train examples and the d × d Gram is
-    # larger than GRAM_BYTES_MAX: test targets in data space (module doc of `workingset`)
+    # larger than GRAM_BYTES_MAX: test targets in data space (see GRAM_BYTES_MAX)
     rows_test = est.name == "lasso" and opts["solver"] == "workingset" and n_fit <= d and 4 * d * d > GRAM_BYTES_MAX
     gram_t = test_t[:0] if rows_test else test_t
     test_blocks = [gram_t[i:i + block_size] for i in range(0, gram_t.size, block_size)]

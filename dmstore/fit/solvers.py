@@ -41,10 +41,11 @@ EXACT_COPY_BYTES = 2 << 30   # a float64 copy of a Gram up to this size serves t
 class Problem:
     """One block of targets: `matvec(W[d, k], cols[k]) → H W`; C [d, n]; s [n]; L [n] an upper
     bound of H's largest eigenvalue (per column); where H can be read (the active-set Newton steps
-    need it), `columns(idx, j) → H_j[:, idx]` [d, len(idx)] for column j; where every column
-    can be read on index sets (the working sets need it), `block(idx, cols) → H_{cols[b]}[idx[b]][:, idx[b]]`
-    [k, p, p] for idx [k, p] (k index sets of p features) and their columns cols [k], else None. exact: `matvec` also takes float64 W
-    and then computes in float64 (the solvers anchor their products on it: module doc).
+    need it), `columns(idx, j) → H_j[:, idx]` [d, len(idx)] for column j; where H can be read on
+    index sets (the working sets need it), `block(idx, cols) → H_{cols[b]}[idx[b]][:, idx[b]]`
+    [k, p, p] for idx [k, p] (k index sets of p features) of columns cols [k], else None.
+    exact: `matvec` also takes float64 W and then computes in float64 (the solvers anchor their
+    products on it: module doc).
     cheap_blocks: `block` costs far less than `matvec` on all d (eq. 9: a pass over the masks), so
     working sets may grow to the memory bound.
     factor: where every column shares one Gram, `factor() → ` a preconditioner of H, the inverse
