@@ -185,6 +185,8 @@ class RowBlock:
         def mv(W, cols):
             shift = (mu[:, cols].to(W.dtype) * W).sum(0)
             Ec = E[:, cols]
+            if not self.exclude:                                    # E ≡ 1: every row counts
+                return X.normal_matvec(W, lambda lo, hi, R: R - shift) / m[cols]
             return X.normal_matvec(W, lambda lo, hi, R: (R - shift).mul_(Ec[lo:hi])) / m[cols]
         return mv
 
@@ -204,7 +206,8 @@ class RowBlock:
                 ii, cc = idx[lo:lo + step], cols[lo:lo + step]
                 kk = ii.shape[0]
                 Xs = X.cols(ii.reshape(-1).cpu().numpy()).reshape(X.m, kk, p).permute(1, 0, 2)   # [kk, m, p] 0/1
-                N = torch.bmm((Xs * E[:, cc].T[:, :, None]).transpose(1, 2), Xs).double()   # exact counts (< 2²⁴)
+                Xe = Xs * E[:, cc].T[:, :, None] if self.exclude else Xs          # E ≡ 1 for test targets
+                N = torch.bmm(Xe.transpose(1, 2), Xs).double()                   # exact counts (< 2²⁴)
                 mj = m[cc].double()[:, None, None]
                 mus = mu[ii, cc[:, None]].double()
                 out[lo:lo + kk] = (N / mj - mus[:, :, None] * mus[:, None, :]).to(self.dtype)
