@@ -5,6 +5,11 @@ queries and its templates; no network).
     python bench/bench_serve.py --store demo-out/store            # any store
     python bench/bench_serve.py --n 10000 --d 50000               # a synthetic store with a dense fit
     python bench/bench_serve.py --quick                           # n = 1,000, d = 5,000
+    python bench/bench_serve.py --dir D --by-train                # the same store, fits copied by train example
+
+With --by-train every fit gets its train-major copy first (`dmstore compact --by-train FIT`, each
+timed in a fresh process with its peak RSS and the copy's bytes), so example pages read a few
+row groups instead of scanning a fit.
 
 Without --store it builds the store of bench_attribution.py (n test targets, d train examples,
 `fit` + `eval` models, a dense float16 score matrix ingested as a fit) plus a second method (the
@@ -52,15 +57,49 @@ def build(work: str, a) -> str:
     return root
 
 
+COPY = """
+import json, resource, sys, time
+from dmstore import Store
+t0 = time.time()
+r = Store.open(sys.argv[1], "a").copy_by_train(int(sys.argv[2]), progress=False)
+print(json.dumps({**r, "wall_s": time.time() - t0,
+                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def copy_fits(root: str) -> None:
+    """Each fit's train-major copy, in a fresh process: time, peak RSS, bytes beside the fit's weights."""
+    import json
+
+    from dmstore import Store
+    from dmstore.engine.by_train import copied_fits
+    st = Store.open(root)
+    for fid in st.fit_runs().column("fit_id").to_pylist():
+        p = subprocess.run([sys.executable, "-c", COPY, root, str(fid)], check=True, capture_output=True, text=True)
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        snap = Store.open(root).snapshot()
+        unit = copied_fits(snap)[fid]
+        copy_b = os.path.getsize(os.path.join(root, unit, "weights_by_train.parquet"))
+        w_b = sum(os.path.getsize(os.path.join(root, u, "weights.parquet")) for u, e in snap.units.items()
+                  if e.get("fit_id") == fid and "weights" in e["relations"])
+        rows = f"{r['rows']:,} weights" if r["written"] else "copy already there"
+        print(f"fit {fid} by train: {rows} in {r['wall_s']:.1f} s, peak RSS {r['rss_mib']:,.0f} MiB, "
+              f"{copy_b / 2**20:,.0f} MiB ({copy_b / max(w_b, 1):.2f}x the fit's weights file)", flush=True)
+
+
 def main():
     a = options(__doc__, quick=dict(n=1000, d=5000, fit=500, eval=500, requests=20), n=10000, d=50000, fit=1000,
                 eval=2000, requests=(50, "requests per route"), store=(None, "an existing store to measure"),
-                dir=(None, "where to build the synthetic store (default: a temp dir)"))
+                dir=(None, "where to build the synthetic store (default: a temp dir)"),
+                by_train=(False, "write every fit's train-major copy first (timed) and measure with them"),
+                routes=(None, "comma-separated route names to measure, e.g. '/example/{i}' (default: all)"))
     warnings.filterwarnings("ignore")
     from starlette.testclient import TestClient
 
     from dmstore.serve.app import create_app
     root = a.store or build(a.dir or tempfile.mkdtemp(prefix="dmstore-bench-serve-"), a)
+    if a.by_train:
+        copy_fits(root)
     app = create_app(root)
     snap = app.state.snapshot
     fits = snap.table("serve_fits")   # (the warm-up thread computes it once)
@@ -77,12 +116,16 @@ def main():
         "/example/{i}": lambda: f"/example/{rng.integers(d)}",
         "/leakage?fit": lambda: f"/leakage?fit={f}&page={rng.integers(3)}",
         "/targets?order=lds": lambda: f"/targets?fit={f}&order=lds&page={rng.integers(3)}",
-        "/sql (estimator_comparison)": lambda: "/sql?q=SELECT+*+FROM+estimator_comparison",
+        "/sql (fits per fit)": lambda: "/sql?q=SELECT+fit_id,+count(*)+FROM+fits+GROUP+BY+fit_id",
     }
     if g is not None:
         routes["/targets?order=disagreement"] = lambda: f"/targets?fit={f}&order=disagreement&vs={g}"
     if snap.images.available:
         routes["/img/{i}.png"] = lambda: f"/img/{rng.integers(d)}.png"
+    if a.routes:
+        unknown = set(a.routes.split(",")) - set(routes)
+        assert not unknown, f"unknown routes {sorted(unknown)}; routes are {list(routes)}"
+        routes = {k: v for k, v in routes.items() if k in a.routes.split(",")}
     print(f"store {root}: {len(targets):,} targets of fit {f} ({fits[0]['estimator']}), {d:,} train examples, "
           f"{len(fits)} fits; {a.requests} requests per route; {os.cpu_count()} cores", flush=True)
     with TestClient(app) as c:

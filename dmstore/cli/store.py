@@ -122,19 +122,33 @@ def log_cmd(store, fmt, out):
               help="target: also rewrite every batch target-major, so one target's margins (or a block "
                    "of targets: what fits and per-target analytics read) are read without scanning the "
                    "rest; model: model-major (faster to read one model's margins, cheaper to compact).")
-def compact_cmd(store, max_cells, layout):
+@click.option("--by-train", "by_train", type=int, multiple=True, metavar="FIT",
+              help="Also write fit FIT's train-major copy (relation weights_by_train: one training "
+                   "example's weights over every target read without a scan of the fit; the explorer's "
+                   "example pages use it). Repeatable; a fit that has one is skipped.")
+def compact_cmd(store, max_cells, layout, by_train):
     """Merge many small batches into fewer large ones (contents and model ids unchanged; each
-    merge is one commit, so readers and writers may keep working).
+    merge is one commit, so readers and writers may keep working); with --by-train, also write
+    train-major copies of fits' weights.
 
     \b
       dmstore compact runs                     # target-major: fast fits and per-target queries
       dmstore compact runs --layout model      # model-major: fast per-model reads
+      dmstore compact runs --by-train 3        # fit 3 by training example (example pages of a dense fit)
     """
     from ..store import Store
-    r = Store.open(store, "a").compact(max_cells, layout)
+    from ..store.fits import require_fit
+    st = Store.open(store, "a")
+    for fit in by_train:   # an unknown fit is refused before any work
+        require_fit(st, fit)
+    r = st.compact(max_cells, layout)
     click.echo(f"{r['before']} batches -> {r['after']} ({r['merged']} merged"
                + (f"; {r['skipped']} merge(s) skipped: a concurrent commit retired a source" if r["skipped"] else "")
                + "); retired batches stay on disk until `dmstore vacuum`")
+    for fit in dict.fromkeys(by_train):
+        c = st.copy_by_train(fit)
+        click.echo(f"fit {fit}: train-major copy of {c['rows']:,} weights written in {c['seconds']:.1f} s"
+                   if c["written"] else f"fit {fit}: has a train-major copy already")
 
 
 @click.command(cls=Command)

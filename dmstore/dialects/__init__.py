@@ -9,9 +9,11 @@ import sqlglot
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from ..engine import catalog
+from ..engine.connect import empty_view
 from ..engine.udfs import BUILTINS
 from ..errors import InputError, QueryError
 from ..storage import paths as P
+from ..storage import schema
 from ..store.state import open_state
 from .checks import problems
 
@@ -43,6 +45,15 @@ def translate(sql: str, dialect: str) -> str:
 def _substitute(text: str, root: str, file_lists: dict) -> str:
     text = text.replace("getvariable('dmstore_root')", f"'{root}'")
     return re.sub(r"getvariable\('dmstore_files_(\w+)'\)", lambda m: file_lists.get(m.group(1), "[]"), text)
+
+
+def _relation_text(obj, root: str, file_lists: dict) -> str:
+    """`obj`'s SQL over the snapshot's files; a relation with no file in the snapshot (one an
+    older store never wrote, e.g. weights_by_train) is a typed empty view."""
+    if (obj.is_view and obj.name in schema.TABLES and f"dmstore_files_{obj.name}" in obj.text
+            and file_lists.get(obj.name, "[]") == "[]"):
+        return empty_view(obj.name)
+    return _substitute(obj.text, root, file_lists)
 
 
 def _columns(root: Path) -> dict[str, list[str]]:
@@ -80,7 +91,7 @@ def _duckdb_script(snap, root: str, file_lists: dict, names: list[str] | None, c
             parts.append(b.standin())
     for name in objs:   # dependency order: views, then macros
         if name in keep:
-            parts.append(_substitute(objs[name].text, root, file_lists).rstrip().rstrip(";") + ";")
+            parts.append(_relation_text(objs[name], root, file_lists).rstrip().rstrip(";") + ";")
     return "\n\n".join(parts) + "\n"
 
 
@@ -117,7 +128,7 @@ def view_sql(store, dialect: str, views: list[str] | None = None, as_of: int | N
         raise InputError(f"unknown view {unknown[0]!r}; views are {', '.join(objs)}", params=("views",))
     out, bad = [], []
     for v in [name for name in objs if name in wanted]:   # dependency order
-        text = _substitute(objs[v].text, root, file_lists)
+        text = _relation_text(objs[v], root, file_lists)
         header = "\n".join(line for line in text.splitlines() if line.startswith("--"))
         try:
             out.append(f"{header}\n{translate(catalog.strip_comments(text), dialect)};")

@@ -159,9 +159,12 @@ def example(s, i: int, k: int = 8) -> dict:
     by_fit: dict[int, dict] = {}
     fits = {r["fit_id"]: r for r in s.table("serve_fit_sizes")}     # not _fit_ids: no held-out metrics needed
     indexed = [fid for fid, f in fits.items() if f["n_weights"] <= EXAMPLE_INDEX_WEIGHTS] if k <= EXAMPLE_K else []
-    if ex["split"] == "train" and len(indexed) < len(fits):   # large fits (or a large k): one filtered scan
-        for r in s.rows("serve_example_influence", i=int(i), k=int(k)):
-            if r["fit_id"] not in indexed:
+    rest = [fid for fid in fits if fid not in indexed]
+    copied = [fid for fid in rest if fid in s.by_train_fits()]   # train-major copies: a few row groups
+    scanned = [fid for fid in rest if fid not in copied]          # the others: one filtered scan
+    if ex["split"] == "train":
+        for query, fids in (("serve_example_by_train", copied), ("serve_example_influence", scanned)):
+            for r in s.rows(query, i=int(i), k=int(k), fits=fids) if fids else ():
                 by_fit.setdefault(r["fit_id"], {"fit_id": r["fit_id"], "positive": [], "negative": []})[r["direction"]].append(r)
     if ex["split"] == "train":
         for fid in indexed:   # one pass per fit over its weights, kept for the snapshot

@@ -79,6 +79,7 @@ class Snapshot:
                     return
                 fits = [r["fit_id"] for r in self.table("serve_fits")]
             jobs += [("serve_metrics", {"f": f}) for f in fits]   # the target lists' held-out LDS
+            jobs += [("serve_leakage", {"f": f}) for f in fits]   # example pages' leak ranks (a pass per fit)
             for name, params in jobs:
                 with self.lock:
                     if self.con is not con:   # reloaded or closed meanwhile
@@ -117,6 +118,15 @@ class Snapshot:
         """`rows(name, **params)` kept for the snapshot's life: the per-fit tables that pages
         slice (metrics, support, leakage, agreement, each example's top targets), computed once."""
         return self.cached((name, tuple(sorted(params.items()))), lambda: self.rows(name, **params))
+
+    def by_train_fits(self) -> set[int]:
+        """The fits of this snapshot that have a train-major copy (`weights_by_train`)."""
+        def build():
+            try:
+                return {r["fit_id"] for r in self.rows("by_train_fits")}
+            except duckdb.IOException:   # no file of weights_by_train: no copy
+                return set()
+        return self.cached("by_train_fits", build)
 
     def png(self, example_id: int) -> bytes | None:
         return self.images.png(example_id, lock=self.lock)

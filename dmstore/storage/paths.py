@@ -6,6 +6,7 @@
     STORE/batches/<batch>/models.parquet     one ingested batch of models …
     STORE/batches/<batch>/margins.parquet    … and its margins (live in the same commit)
     STORE/fits/<fit>/{fit_runs,fits,weights,eval_predictions}.parquet
+    STORE/fits/<fit>-by-train…/weights_by_train.parquet   a fit's train-major copy (optional)
     STORE/analyses/<unit>/{counterfactuals,support,…}.parquet
     STORE/_runs/<name>.json                  sharded fit runs (fit id, pinned version, settings)
     STORE/_fit_ids/<id>                      fit ids reserved by writers

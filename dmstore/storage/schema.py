@@ -14,6 +14,7 @@ import pyarrow as pa
 from ..errors import NotFoundError
 
 TABLES = ("examples", "models", "margins", "fit_runs", "fits", "weights", "eval_predictions",
+          "weights_by_train",
           "counterfactuals", "support", "embedding_pca", "embedding_variance", "clusters")
 
 # one row per column type of schemas/*.json: its Arrow type, DuckDB type and Spark SQL type

@@ -219,6 +219,13 @@ class Store:
         from .compact import compact
         return compact(self, max_cells, layout)
 
+    def copy_by_train(self, fit_id: int, progress: bool = True) -> dict:
+        """Write fit `fit_id`'s train-major copy (`weights_by_train`: one training example's
+        weights over every target without a scan; see `dmstore.engine.by_train`); a no-op when
+        the store has one. Returns {"fit_id", "rows", "seconds", "written"}."""
+        from ..engine.by_train import write_by_train
+        return write_by_train(self, fit_id, progress)
+
     def vacuum(self, retain_hours: float = 168.0, dry_run: bool = False, force: bool = False,
                caches: bool = False) -> dict:
         """Delete what no snapshot, reader or writer needs (see `dmstore.storage.vacuum`);

@@ -25,6 +25,7 @@ def seeded(tmp_path_factory):
     counterfactual(st, lasso, targets=[D, D + 1], ks=(1, 2), trials=1)
     support(st, lasso, targets=[D, D + 2], ks=(1, 2, 4), trials=1)
     embed(st, lasso, pca=3, clusters=2, seed=0)
+    st.copy_by_train(lasso, progress=False)   # weights_by_train: the view every engine must read
     return st, lasso, dm
 
 

@@ -180,6 +180,40 @@ def test_large_fits_scan_for_the_example_instead_of_a_per_fit_table(client, con,
     assert key(scanned) == key(indexed) and any(x["fit_id"] == f for x in scanned)
 
 
+def test_large_fits_with_a_train_major_copy_read_it_instead_of_a_scan(client, con, digits_store, monkeypatch,
+                                                                     tmp_path):
+    """A copy of the store whose lasso fit has a train-major copy (`compact --by-train`): its
+    example pages, every fit "large", read the copy for that fit and scan for the other, and give
+    the same targets, ranks, weights and labels as the original store's pages."""
+    import shutil
+
+    from dmstore import Store
+    from dmstore.serve import pages
+    from dmstore.serve.snapshot import Snapshot
+    f = digits_store["lasso"]
+    i = con.execute(f"SELECT train_id FROM dm_weights({f}) GROUP BY train_id ORDER BY count(*) DESC, train_id "
+                    f"LIMIT 1").fetchall()[0][0]
+    want = client.get(f"/api/example/{i}?k=4").json()["influence"]
+    root = tmp_path / "store"
+    shutil.copytree(digits_store["root"], root)
+    assert Store.open(root, "a").copy_by_train(f, progress=False)["written"]
+    monkeypatch.setattr(pages, "EXAMPLE_INDEX_WEIGHTS", 0)        # every fit is "large"
+    calls, rows = [], Snapshot.rows
+    monkeypatch.setattr(Snapshot, "rows", lambda self, name, **p: calls.append((name, p.get("fits"))) or rows(self, name, **p))
+    a = create_app(root, timeout_s=5.0)
+    try:
+        with TestClient(a) as c:
+            got = c.get(f"/api/example/{i}?k=4").json()["influence"]
+            assert c.get(f"/example/{i}").status_code == 200
+    finally:
+        a.state.snapshot.close()
+    assert ("serve_example_by_train", [f]) in calls and ("serve_example_influence", [digits_store["dm"]]) in calls
+    key = lambda infl: [(x["fit_id"], x["estimator"], [(r["target_id"], r["rank"], round(r["weight"], 6),   # noqa: E731
+                                                        r["target_label"]) for r in x["positive"] + x["negative"]])
+                        for x in infl]
+    assert key(got) == key(want) and any(x["fit_id"] == f and x["positive"] for x in got)
+
+
 def test_leakage_and_targets_against_sql(client, con, digits_store):
     f, g = digits_store["lasso"], digits_store["dm"]
     api = client.get(f"/api/leakage?fit={f}&n=5").json()
