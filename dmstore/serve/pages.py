@@ -194,8 +194,11 @@ def example(s, i: int, k: int = 8) -> dict:
     for fid, f in by_fit.items():
         f["estimator"] = fits.get(fid, {}).get("estimator")
     targets_of = s.rows("serve_target_fits", t=int(i))
+    slow = [{"fit_id": fid, "n_weights": fits[fid]["n_weights"],
+             "command": f"dmstore compact {shlex.quote(str(s.root))} --by-train {fid}"}
+            for fid in scanned if fits[fid]["n_weights"] > EXAMPLE_INDEX_WEIGHTS] if ex["split"] == "train" else []
     return {"example": ex, "k": k, "influence": list(by_fit.values()), "leakage": leaks,
-            "is_target_in": [r["fit_id"] for r in targets_of]}
+            "is_target_in": [r["fit_id"] for r in targets_of], "scanned": slow}
 
 
 def leakage(s, fit: int, n: int = 50, page: int = 0) -> dict:

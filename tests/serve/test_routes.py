@@ -172,8 +172,16 @@ def test_large_fits_scan_for_the_example_instead_of_a_per_fit_table(client, con,
     monkeypatch.setattr(pages, "EXAMPLE_INDEX_WEIGHTS", n - 1)        # the lasso fit is now "large"
     calls, rows = [], Snapshot.rows
     monkeypatch.setattr(Snapshot, "rows", lambda self, name, **p: calls.append(name) or rows(self, name, **p))
-    scanned = client.get(f"/api/example/{i}?k=4").json()["influence"]
+    page = client.get(f"/api/example/{i}?k=4").json()
+    scanned = page["influence"]
     assert "serve_example_influence" in calls
+    # the page says which fit it scanned and the command that gives it a train-major copy
+    large = con.execute(f"SELECT fit_id, sum(nnz) FROM fits WHERE selected GROUP BY fit_id HAVING sum(nnz) > {n - 1} "
+                        f"ORDER BY fit_id").fetchall()
+    assert [(s["fit_id"], s["n_weights"]) for s in page["scanned"]] == large and (f, n) in large
+    html = client.get(f"/example/{i}").text
+    for s in page["scanned"]:
+        assert s["command"] == f"dmstore compact {digits_store['root']} --by-train {s['fit_id']}" and s["command"] in html
     key = lambda infl: [(x["fit_id"], x["estimator"], [(r["target_id"], r["rank"], round(r["weight"], 6),   # noqa: E731
                                                         r["target_label"]) for r in x["positive"] + x["negative"]])
                         for x in infl]
@@ -203,10 +211,12 @@ def test_large_fits_with_a_train_major_copy_read_it_instead_of_a_scan(client, co
     a = create_app(root, timeout_s=5.0)
     try:
         with TestClient(a) as c:
-            got = c.get(f"/api/example/{i}?k=4").json()["influence"]
+            page = c.get(f"/api/example/{i}?k=4").json()
+            got = page["influence"]
             assert c.get(f"/example/{i}").status_code == 200
     finally:
         a.state.snapshot.close()
+    assert [s["fit_id"] for s in page["scanned"]] == [digits_store["dm"]]   # the copied fit needs no hint
     assert ("serve_example_by_train", [f]) in calls and ("serve_example_influence", [digits_store["dm"]]) in calls
     key = lambda infl: [(x["fit_id"], x["estimator"], [(r["target_id"], r["rank"], round(r["weight"], 6),   # noqa: E731
                                                         r["target_label"]) for r in x["positive"] + x["negative"]])
