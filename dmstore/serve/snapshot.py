@@ -79,7 +79,6 @@ class Snapshot:
                     return
                 fits = [r["fit_id"] for r in self.table("serve_fits")]
             jobs += [("serve_metrics", {"f": f}) for f in fits]   # the target lists' held-out LDS
-            jobs += [("serve_leakage", {"f": f}) for f in fits]   # example pages' leak ranks (a pass per fit)
             for name, params in jobs:
                 with self.lock:
                     if self.con is not con:   # reloaded or closed meanwhile
