@@ -51,7 +51,7 @@ MODES = ("error", "overwrite")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 MIN_SCALE = 1e-3            # of σ_y/σ_s: the smallest calibration scale (keeps the ranking)
 BLOCK_BYTES = 128 << 20     # a block of targets' scores as float32 [d, block]
-WEIGHT_TABLE_ROWS = 1 << 22  # weights per table handed to the writer (28 B each as rows)
+WEIGHT_TABLE_ROWS = 1 << 22  # weights per table handed to the writer (dense rows: views of the block)
 CALIBRATION_MODELS = 512    # fit models the calibration reads at most (a seeded sample beyond)
 
 
@@ -83,20 +83,23 @@ class Scores:
         return int(self.rows[self.triples[0] == pos].min())
 
     def block(self, pos: np.ndarray) -> np.ndarray:
+        """float32 [nb, d]: the scores of targets `pos` (consecutive positions), target-major and
+        C-ordered, so a target's weights are one contiguous row (its rows of `weights` without a
+        transposed copy)."""
         if self.triples is not None:
             tp, ti, sc = self.triples
             lo, hi = np.searchsorted(tp, [pos[0], pos[-1] + 1])
-            out = np.zeros((self.d, pos.size), np.float32)
-            out[ti[lo:hi], tp[lo:hi] - pos[0]] = sc[lo:hi]
+            out = np.zeros((pos.size, self.d), np.float32)
+            out[tp[lo:hi] - pos[0], ti[lo:hi]] = sc[lo:hi]
             return out
         a = self.array
         sub = a[pos[0]:pos[-1] + 1] if self.layout == "target-major" else a[:, pos[0]:pos[-1] + 1]
         if isinstance(sub, torch.Tensor):
             sub = sub.to(torch.float32).numpy()
-        sub = sub.T if self.layout == "target-major" else sub
-        out = np.empty(sub.shape, np.float32)       # owned, C-order [d, nb]: one strided cast-and-copy
+        sub = sub if self.layout == "target-major" else sub.T
+        out = np.empty(sub.shape, np.float32)       # owned, C-order [nb, d]: one (strided) cast-and-copy
         with np.errstate(over="ignore", invalid="ignore"):   # beyond float32 becomes inf, refused with its cell below
-            out[...] = sub                           # (6x faster than a cast then a transposed copy)
+            out[...] = sub
         return out
 
     @property
@@ -374,7 +377,7 @@ class _Job:
             self.n_fit = int(calib.size)          # the fit models the calibration read
 
     def tables(self, fit_id: int) -> dict:
-        self.fit_id, self.fits = fit_id, []
+        self.fit_id, self.fits, self._const = fit_id, [], None
         return {"weights": self._weights, "fits": self._fits, "eval_predictions": self._predictions,
                 "fit_runs": self._fit_runs}
 
@@ -383,7 +386,7 @@ class _Job:
         Σsy, Σy² [nb] of the raw predictions s = x·S and the margins y."""
         nb = block_t.size
         acc = {g: np.zeros((6, nb)) for g in ("fit", "val")}
-        St = torch.as_tensor(S).to(self.dev)
+        St = torch.as_tensor(S).to(self.dev).T                           # [d, nb] (a transposed view)
         for ch in self.store.iter_chunks(self.experiment, self.alpha, role=["fit", "val"], targets=block_t,
                                          max_rows=self.rows):
             roles, masks, y = ch["roles"], ch["masks"], ch["margins"]
@@ -439,23 +442,24 @@ class _Job:
             for lo in range(0, n, self.step):
                 pos = np.arange(lo, min(n, lo + self.step))
                 block_t = src.target_ids[pos]
-                S = src.block(pos)                                    # float32 [d, nb]
+                S = src.block(pos)                                    # float32 [nb, d]
                 bad = ~np.isfinite(S)
                 if bad.any():
-                    i, j = np.argwhere(bad)[0]
-                    raise InputError(f"{src.where(int(pos[j]), int(i))}: score {S[i, j]} is not finite; "
+                    j, i = np.argwhere(bad)[0]
+                    raise InputError(f"{src.where(int(pos[j]), int(i))}: score {S[j, i]} is not finite; "
                                      f"{int(bad.sum())} such value(s) in this block. Recompute or drop them")
                 if self.top_k is not None and self.top_k < d:
-                    keep = np.argpartition(-np.abs(S), self.top_k - 1, axis=0)[:self.top_k]
+                    keep = np.argpartition(-np.abs(S), self.top_k - 1, axis=1)[:, :self.top_k]
                     mask = np.zeros_like(S, dtype=bool)
-                    np.put_along_axis(mask, keep, True, axis=0)
-                    S = np.where(mask, S, 0).astype(np.float32)
+                    np.put_along_axis(mask, keep, True, axis=1)
+                    S = np.where(mask, S, np.float32(0))
                 acc = self._sums(block_t, S)
                 scale, bias, mse, clamped = self._calibrate(acc["fit"])
                 self.clamped += int(clamped.sum())
-                W = (S * scale[None, :].astype(np.float32)).astype(np.float32)
+                S *= scale[:, None].astype(np.float32)                 # the weights [nb, d], in place
+                W = S
                 val = self._mse(acc["val"], scale, bias) if self.n_val else np.full(pos.size, np.nan)
-                nnz = (W != 0).sum(0)
+                nnz = np.count_nonzero(W, axis=1)
                 self.fits.append((block_t, bias, mse, val, nnz, scale, acc["fit"][0]))
                 self._predict(writer, block_t, W, bias)
                 yield from self._weight_rows(block_t, W)
@@ -465,29 +469,33 @@ class _Job:
             bar.close()
 
     def _weight_rows(self, block_t, W):
-        """The non-zero weights of a block [d, nb] as tables of rows by (target, train id), built
-        target-major without a sort, WEIGHT_TABLE_ROWS weights at a time (the row explosion to
-        five columns stays bounded whatever the block): values and train ids by a boolean mask
-        (no int64 index pairs), target ids by repeating each target's count."""
-        d = W.shape[0]
+        """The non-zero weights of a block W [nb, d] (target-major) as tables of rows by (target,
+        train id), WEIGHT_TABLE_ROWS weights at a time (the row explosion to five columns stays
+        bounded whatever the block): a dense row is a view of W; train ids by a boolean mask or
+        a tiled range; target ids by repeating each target's count; fit_id and lam slices of
+        constant arrays made once."""
+        d = W.shape[1]
         per = max(1, WEIGHT_TABLE_ROWS // max(d, 1))
-        ids = np.arange(d, dtype=np.int32)
+        if self._const is None or self._const[0].size < per * d:
+            n = per * d
+            self._const = (np.full(n, self.fit_id, np.int64), np.zeros(n), np.tile(np.arange(d, dtype=np.int32), per))
+        fid, lam, tiled = self._const
+        ids = tiled[:d]
         for lo in range(0, block_t.size, per):
-            Wt = np.ascontiguousarray(W[:, lo:lo + per].T)              # [k, d]
-            nz = Wt != 0
+            Wk = W[lo:lo + per]                                          # [k, d], contiguous rows
+            nz = Wk != 0
             if nz.all():
-                w, ti = Wt.ravel(), np.tile(ids, Wt.shape[0])
+                w, ti = Wk.ravel(), tiled[:Wk.size]
                 tj = np.repeat(block_t[lo:lo + per], d)
             else:
-                w, ti = Wt[nz], np.broadcast_to(ids, Wt.shape)[nz]
+                w, ti = Wk[nz], np.broadcast_to(ids, Wk.shape)[nz]
                 tj = np.repeat(block_t[lo:lo + per], nz.sum(1))
-            yield pa.table({"fit_id": np.full(w.size, self.fit_id, np.int64), "target_id": tj,
-                            "lam": np.zeros(w.size), "train_id": ti, "weight": w})
+            yield pa.table({"fit_id": fid[:w.size], "target_id": tj, "lam": lam[:w.size], "train_id": ti, "weight": w})
 
     def _predict(self, writer, block_t, W, bias):
         if not self.n_eval:
             return
-        Wt = torch.as_tensor(W).to(self.dev)
+        Wt = torch.as_tensor(W).to(self.dev).T                           # [d, nb] (a transposed view)
         b = torch.as_tensor(bias.astype(np.float32)).to(self.dev)
         for ch in self.store.iter_chunks(self.experiment, self.alpha, role="eval", with_margins=False,
                                          max_rows=self.rows):
