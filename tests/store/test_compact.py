@@ -50,7 +50,8 @@ def test_compact_merges_and_preserves_everything(tmp_path):
 
 
 COMPACT = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)   # a suite started in the background ignores SIGINT
 from dmstore import Store
 from dmstore.store.compact import compact
 st = Store.open(sys.argv[1], "a")
