@@ -59,7 +59,9 @@ def write_by_train(store, fit_id: int, show_progress: bool = True) -> dict:
                        enabled=None if show_progress else False)
         n_rows[0] = 0
         try:
-            reader = run(con, "by_train_rows", f=fit_id).to_arrow_reader(BY_TRAIN_GROUP_ROWS)
+            stored = run(con, "fit_selected_only", f=fit_id).fetchall()[0][0]   # no path weights: no join
+            reader = run(con, "by_train_rows_stored" if stored else "by_train_rows", f=fit_id) \
+                .to_arrow_reader(BY_TRAIN_GROUP_ROWS)
             for b in reader:   # each batch a row group: sizes as DuckDB streams them
                 t = b.column("target_id").to_numpy()
                 yield pa.table({"fit_id": pa.array(np.full(b.num_rows, fit_id, np.int64)),

@@ -110,3 +110,22 @@ def test_a_fit_retired_while_its_copy_is_written_leaves_no_copy(dense, monkeypat
     assert by_train.copied_fits(snap) == {}
     assert fit not in {e.get("fit_id") for e in snap.units.values()}
     assert [h["operation"] for h in log.history(st.root)][-1] != "by-train"
+
+
+def test_a_fit_that_keeps_its_path_copies_only_its_selected_weights(filled):
+    """A lasso fit with --keep-path stores every lambda's weights: its copy (read through the join
+    with fits) holds exactly the selected rows, as `datamodels` gives them, sorted by train id."""
+    from dmstore.fit import fit
+    f = fit(filled, "exp", filled.experiments()[0]["alpha"], n_lambdas=5, keep_path=True, progress=False).fit_id
+    con = filled.connect()
+    n_stored = con.sql(f"SELECT count(*) FROM weights WHERE fit_id = {f}").fetchall()[0][0]
+    want = _rows(con, "SELECT fit_id, target_id, lam, train_id, weight FROM datamodels WHERE fit_id = $f", f=f)
+    assert n_stored > want["weight"].size > 0
+    assert filled.copy_by_train(f, progress=False)["rows"] == want["weight"].size
+    got = _rows(filled.connect(), "SELECT * FROM weights_by_train WHERE fit_id = $f", f=f)
+    order = np.lexsort((want["target_id"], want["train_id"]))
+    [path] = filled.snapshot().files("weights_by_train")
+    file_order = pq.read_table(path)
+    for c in ("fit_id", "target_id", "lam", "train_id", "weight"):
+        assert np.array_equal(file_order.column(c).to_numpy(), want[c][order]), c
+    assert got["weight"].size == want["weight"].size

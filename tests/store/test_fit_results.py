@@ -72,6 +72,31 @@ def test_notebook_verbs_from_open_to_the_method_table(st, tmp_path):
     assert np.array_equal(lasso.weights(), dense)
 
 
+def test_dense_blocks_skip_the_join_only_for_fits_that_keep_no_path(st, tmp_path, monkeypatch):
+    """A fit's dense matrix (weights(), export --scores, embed) reads `weights` alone when the fit
+    stored only its selected weights, and joins with `fits` when --keep-path stored the whole
+    path: either way the matrix equals numpy's pivot of `datamodels`."""
+    from dmstore.engine import weights as ew
+    store = dmstore.Store.open(st.root, mode="a")
+    plain = store.fit("e", 0.5, n_lambdas=6, progress=False)
+    path = store.fit("e", 0.5, n_lambdas=6, keep_path=True, progress=False)
+    np.save(tmp_path / "s.npy", np.random.default_rng(2).normal(size=(N, D)).astype(np.float32))
+    scores = store.ingest_scores(tmp_path / "s.npy", "s", "e", 0.5, progress=False)
+    con = dmstore.connect(st.root)
+    stored = dict(con.sql("SELECT fit_id, count(*) FROM weights GROUP BY fit_id").fetchall())
+    assert stored[path.fit_id] > stored[plain.fit_id]          # the path really holds more than the selection
+    for r, query in ((plain, "fit_weights_block_stored"), (path, "fit_weights_block"), (scores, "fit_weights_block_stored")):
+        used, real = [], ew.run
+        monkeypatch.setattr(ew, "run", lambda c, name, **p: used.append(name) or real(c, name, **p))
+        W = r.weights()
+        monkeypatch.setattr(ew, "run", real)
+        assert query in used and ({"fit_weights_block", "fit_weights_block_stored"} - {query}).isdisjoint(used)
+        w = con.sql(f"SELECT target_id, train_id, weight FROM datamodels WHERE fit_id = {r.fit_id}").fetchnumpy()
+        dense = np.zeros((N, D), np.float32)
+        dense[w["target_id"] - D, w["train_id"]] = w["weight"]
+        assert np.array_equal(W, dense) and np.count_nonzero(dense) > 0
+
+
 def test_a_read_only_store_says_which_mode_to_use(st):
     with pytest.raises(StoreError, match=r"opened read-only \(Store.open's default\); to write, open it with "
                                          r"Store.open\('.*', mode='a'\)"):
