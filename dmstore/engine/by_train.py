@@ -25,8 +25,8 @@ from ..store.fits import require_fit
 from .query import run
 
 RELATION = "weights_by_train"
-# DuckDB's memory for the sort (beyond it, it spills into the store's .tmp/): sorting 5·10⁸
-# weights took 173 s at 3.7 GB peak RSS with 3 GB against 193 s at 12.9 GB with half the memory
+# DuckDB's memory for the sort (beyond it, it spills into the store's .tmp/): a copy of 5·10⁸
+# weights took 137 s at 3.3 GB peak RSS within 3 GB, where half the memory gave 193-235 s at 13 GB
 SORT_MEMORY = "3GB"
 
 
