@@ -57,6 +57,7 @@ def info(store, as_json):
         click.echo(f"  fit {f['fit_id']}: {f['estimator']} on {f['experiment']} alpha={f['alpha']:g}, "
                    f"{f['n_targets']} targets, {f['n_fit']} fit + {f['n_val']} val models"
                    + (f", {f['n_not_converged']} not converged" if f["n_not_converged"] else "")
+                   + (", train-major copy" if f.get("by_train") else "")
                    + f" ({f['created_at']})")
     click.echo(f"log version {i['version']} ({i['batches']} live batches); bytes on disk: {i['bytes_on_disk']:,}, "
                f"of which live: {i['bytes_live']:,}"

@@ -21,19 +21,13 @@ from ..progress import progress
 from ..storage import paths as P
 from ..storage.parquet import BY_TRAIN_GROUP_ROWS
 from ..store.commit import commit_unit
-from ..store.fits import require_fit
+from ..store.fits import BY_TRAIN, copied_fits, require_fit
 from .query import run
 
-RELATION = "weights_by_train"
+RELATION = BY_TRAIN
 # DuckDB's memory for the sort (beyond it, it spills into the store's .tmp/): a copy of 5·10⁸
 # weights took 137 s at 3.3 GB peak RSS within 3 GB, where half the memory gave 193-235 s at 13 GB
 SORT_MEMORY = "3GB"
-
-
-def copied_fits(snapshot) -> dict[int, str]:
-    """fit id → unit path of every train-major copy live in `snapshot`."""
-    return {e["fit_id"]: p for p, e in snapshot.units.items()
-            if RELATION in e.get("relations", ()) and isinstance(e.get("fit_id"), int)}
 
 
 def write_by_train(store, fit_id: int, show_progress: bool = True) -> dict:

@@ -122,6 +122,15 @@ def name_taken(claim: Claim, fit_id: int, source: str | None = None) -> Conflict
                          params=("mode", "name"))
 
 
+BY_TRAIN = "weights_by_train"   # the relation of a fit's train-major copy (`engine.by_train`)
+
+
+def copied_fits(snapshot) -> dict[int, str]:
+    """fit id → unit path of every train-major copy (`weights_by_train`) live in `snapshot`."""
+    return {e["fit_id"]: p for p, e in snapshot.units.items()
+            if BY_TRAIN in e.get("relations", ()) and isinstance(e.get("fit_id"), int)}
+
+
 def units_of(snapshot, fit_ids) -> list[str]:
     """The unit paths (relative) of these fits in `snapshot`."""
     ids = set(fit_ids)

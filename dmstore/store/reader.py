@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from ..errors import NotFoundError
 from ..storage import paths as P
+from .fits import copied_fits
 from ..storage.files import folder_size
 from ..storage.parquet import TARGETS_KEY, decode_ranges, file_metadata, fixed_width_bytes, is_target_major
 from ..storage.schema import arrow_schema
@@ -247,6 +248,7 @@ def info(state: StoreState) -> dict:
         targets.update(batch_targets(bd).tolist())
     splits = pc.value_counts(state.examples()["split"]).to_pylist()
     fits = fit_runs(state)
+    copies = copied_fits(snap)
     return {
         "path": str(state.root),
         "format_version": state.manifest["format_version"],
@@ -256,8 +258,9 @@ def info(state: StoreState) -> dict:
         "experiments": experiments(state),
         "targets_with_margins": len(targets),
         "fits": fits.num_rows,
-        "fit_runs": [{k: r[k] for k in ("fit_id", "experiment", "alpha", "estimator", "n_targets", "n_fit",
-                                        "n_val", "n_not_converged", "created_at")}
+        "fit_runs": [{**{k: r[k] for k in ("fit_id", "experiment", "alpha", "estimator", "n_targets", "n_fit",
+                                           "n_val", "n_not_converged", "created_at")},
+                      "by_train": r["fit_id"] in copies}
                      for r in fits.sort_by("fit_id").to_pylist()],
         "version": snap.version,
         "batches": len(snap.paths(P.BATCHES)) - 1,

@@ -37,8 +37,10 @@ def dense(filled, synth, tmp_path, monkeypatch):
 def test_the_copy_holds_the_fits_selected_weights_sorted_by_train_example(dense):
     st, fit, _ = dense
     before = st.snapshot().version
+    assert [f["by_train"] for f in st.info()["fit_runs"] if f["fit_id"] == fit] == [False]
     r = st.copy_by_train(fit, progress=False)
     assert r["written"] and st.snapshot().version == before + 1
+    assert [f["by_train"] for f in st.info()["fit_runs"] if f["fit_id"] == fit] == [True]   # `dmstore info` says so
     con = st.connect()
     want = _rows(con, "SELECT fit_id, target_id, lam, train_id, weight FROM datamodels WHERE fit_id = $f", f=fit)
     order = np.lexsort((want["target_id"], want["train_id"]))   # numpy's sort: the oracle
