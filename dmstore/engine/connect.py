@@ -29,7 +29,7 @@ def _columns(con, rel: str) -> list[str]:
         return []
 
 
-def register(con: duckdb.DuckDBPyConnection, files: dict | None = None) -> None:
+def register(con: duckdb.DuckDBPyConnection, files: dict | None = None, snapshot=None) -> None:
     """Create every view and macro of the catalog on `con`, in dependency order. An object
     with a `-- Requires: rel.col` header is left out when the store's `rel` has no column
     `col`. A relation whose file list (`files`) is empty gets a typed empty view."""
@@ -47,6 +47,9 @@ def register(con: duckdb.DuckDBPyConnection, files: dict | None = None) -> None:
             else:
                 con.execute(o.text)
         except duckdb.IOException as e:   # a file the snapshot names is gone: never an empty view
+            gone = snapshot.gone_error() if snapshot is not None else None
+            if gone is not None:
+                raise gone from None
             raise StoreError(f"view {o.name}: a file of this snapshot cannot be read ({str(e).strip()}); "
                              f"it was deleted (by `dmstore vacuum` or by hand) — read a newer version "
                              f"(see `dmstore log`)") from None
@@ -111,7 +114,7 @@ def connect(store, threads: int | None = None, as_of: int | None = None, tables:
     for name, path in (tables or {}).items():
         allowed.append(attach_file(con, name, path))
     register_udfs(con, st.d, udfs)
-    register(con, files)
+    register(con, files, snap)
     if sandbox:
         lock_down(con, allowed, root / P.TMP)
     return con

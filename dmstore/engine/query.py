@@ -26,12 +26,11 @@ def query_error(e: duckdb.Error, store=None) -> QueryError | StoreError:
     msg = str(e).strip()
     if store is not None:
         try:
-            gone = open_state(store).snapshot().missing_files()
+            gone = open_state(store).snapshot().gone_error()
         except StoreError:
-            gone = []
-        if gone:
-            return StoreError(f"{gone[0]} is missing ({len(gone)} file(s) of this snapshot are gone): deleted "
-                              f"by `dmstore vacuum` or by hand; if the store was copied, copy it again whole")
+            gone = None
+        if gone is not None:
+            return gone
     if isinstance(e, duckdb.PermissionException) or "disabled by configuration" in msg:
         return QueryError(f"{msg}. dmstore queries are sandboxed: they read the store's own files and the "
                           f"files attached as tables (--attach NAME=FILE), nothing else")

@@ -48,6 +48,10 @@ def _name(version: int, suffix: str = ".json") -> str:
     return f"{version:020d}{suffix}"
 
 
+def _is_empty(unit: str) -> bool:
+    return unit.rsplit("/", 1)[-1] == P.EMPTY
+
+
 @dataclass
 class Snapshot:
     """The units live at one version: `units` maps a unit's relative path to its entry
@@ -62,14 +66,25 @@ class Snapshot:
 
     def files(self, relation: str, root: Path | None = None) -> list[str]:
         """Paths (under `root`, default the store's) of every live file of `relation` (e.g.
-        `margins`), by unit name."""
+        `margins`), by unit name, the empty unit's zero-row file last: DuckDB estimates a file
+        list's rows from its first file, and an estimate of 0 rows for `weights` made it build
+        the join of `dm_weights` on the weights instead of on `fits` (90 s against 10 s for one
+        aggregate over a dense fit's 5·10⁸ weights)."""
         root = self.root if root is None else root
-        return [str(root / p / f"{relation}.parquet") for p in sorted(self.units)
+        return [str(root / p / f"{relation}.parquet") for p in sorted(self.units, key=lambda u: (_is_empty(u), u))
                 if relation in self.units[p]["relations"]]
 
     def all_files(self) -> list[str]:
         return [str(self.root / p / f"{r}.parquet") for p in sorted(self.units)
                 for r in self.units[p]["relations"]]
+
+    def gone_error(self) -> StoreError | None:
+        """The StoreError that names the first file of this snapshot that is gone, or None."""
+        gone = self.missing_files()
+        if not gone:
+            return None
+        return StoreError(f"{gone[0]} is missing ({len(gone)} file(s) of this snapshot are gone): deleted "
+                          f"by `dmstore vacuum` or by hand; if the store was copied, copy it again whole")
 
     def missing_files(self) -> list[str]:
         """Files this snapshot names that are gone (deleted by vacuum, or by hand)."""
