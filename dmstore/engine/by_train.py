@@ -42,8 +42,7 @@ def write_by_train(store, fit_id: int, show_progress: bool = True) -> dict:
         return {"fit_id": fit_id, "rows": None, "seconds": 0.0, "written": False}
     t0 = time.time()
     con = store.connect(memory_limit=SORT_MEMORY)
-    sel = con.sql("SELECT target_id, lam, nnz FROM fits WHERE fit_id = $f AND selected ORDER BY target_id",
-                  params={"f": fit_id}).fetchnumpy()
+    sel = run(con, "fit_selected_lams", f=fit_id).fetchnumpy()
     tids, lam_of = sel["target_id"].astype(np.int32), sel["lam"].astype(np.float64)
     total = int(sel["nnz"].sum())
     n_rows = [0]

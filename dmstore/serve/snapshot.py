@@ -17,6 +17,7 @@ from ..engine.formats import write_relation
 from ..engine.query import query_error, read_relation, run
 from ..errors import QueryError
 from ..storage import log
+from ..store.fits import copied_fits
 from .images import Images
 
 QUERY_TIMEOUT_S = 10.0      # /sql: a query still running after this is interrupted
@@ -119,13 +120,9 @@ class Snapshot:
         return self.cached((name, tuple(sorted(params.items()))), lambda: self.rows(name, **params))
 
     def by_train_fits(self) -> set[int]:
-        """The fits of this snapshot that have a train-major copy (`weights_by_train`)."""
-        def build():
-            try:
-                return {r["fit_id"] for r in self.rows("by_train_fits")}
-            except duckdb.IOException:   # no file of weights_by_train: no copy
-                return set()
-        return self.cached("by_train_fits", build)
+        """The fits of this snapshot that have a train-major copy (`weights_by_train`), from its
+        commit log (`store.fits.copied_fits`)."""
+        return self.cached("by_train_fits", lambda: set(copied_fits(log.snapshot(self.root, self.version))))
 
     def png(self, example_id: int) -> bytes | None:
         return self.images.png(example_id, lock=self.lock)
