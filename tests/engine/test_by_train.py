@@ -84,7 +84,7 @@ def test_a_second_copy_is_skipped_and_an_unknown_fit_refused_leaving_the_store_a
 def test_overwriting_the_fit_retires_its_copy(dense):
     st, fit, path = dense
     st.copy_by_train(fit, progress=False)
-    assert by_train.copied_fits(st.snapshot()) == {fit: by_train.copied_fits(st.snapshot())[fit]}
+    assert set(by_train.copied_fits(st.snapshot())) == {fit}
     np.save(path, np.load(path) * 2)
     new = ingest_scores(st, path, "dense", "exp", 0.5, mode="overwrite", progress=False).fit_id
     assert new != fit and by_train.copied_fits(st.snapshot()) == {}
@@ -124,10 +124,8 @@ def test_a_fit_that_keeps_its_path_copies_only_its_selected_weights(filled):
     want = _rows(con, "SELECT fit_id, target_id, lam, train_id, weight FROM datamodels WHERE fit_id = $f", f=f)
     assert n_stored > want["weight"].size > 0
     assert filled.copy_by_train(f, progress=False)["rows"] == want["weight"].size
-    got = _rows(filled.connect(), "SELECT * FROM weights_by_train WHERE fit_id = $f", f=f)
     order = np.lexsort((want["target_id"], want["train_id"]))
     [path] = filled.snapshot().files("weights_by_train")
     file_order = pq.read_table(path)
     for c in ("fit_id", "target_id", "lam", "train_id", "weight"):
         assert np.array_equal(file_order.column(c).to_numpy(), want[c][order]), c
-    assert got["weight"].size == want["weight"].size
