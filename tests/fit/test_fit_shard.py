@@ -50,15 +50,26 @@ def test_three_shard_processes_form_the_unsharded_fit(st):
     q = "SELECT target_id, lam, selected, nnz, n_models, bias FROM fits WHERE fit_id = $f ORDER BY target_id, lam"
     a, b = _rows(con, q, whole), _rows(con, q, sharded)
     assert len(a) == len(b) == 40 * 5
-    assert [(r[0], r[2], r[3], r[4]) for r in a] == [(r[0], r[2], r[3], r[4]) for r in b]   # same choices
+    assert [(r[0], r[2], r[4]) for r in a] == [(r[0], r[2], r[4]) for r in b]   # same choices
     assert np.allclose([r[1] for r in a], [r[1] for r in b], rtol=1e-12, atol=0)          # same λ path
-    # a target's solution depends on which targets share its block only through the solver's
-    # stopping point and BLAS blocking (~3e-6 here, at a duality-gap tolerance of 1e-10)
-    assert np.allclose([r[5] for r in a], [r[5] for r in b], rtol=1e-5, atol=1e-5)
+    # The weights themselves need not be unique: masks of exactly αd ones make H singular along
+    # the ones, and where every feature is in the support with as many positive as negative
+    # weights, moving along the ones leaves the objective flat (bias and weights move, every
+    # model's prediction does not; measured: a bias 0.10 apart, both gaps below 1e-12). So each
+    # (target, λ)'s predictions on every mask of the store are compared: the identified quantity.
+    # They depend on which targets share a block only through the solver's stopping point and
+    # BLAS blocking (~3e-6 here, at a duality-gap tolerance of 1e-10).
     q = "SELECT target_id, lam, train_id, weight FROM weights WHERE fit_id = $f ORDER BY target_id, lam, train_id"
-    wa, wb = _rows(con, q, whole), _rows(con, q, sharded)
-    assert [(r[0], r[2]) for r in wa] == [(r[0], r[2]) for r in wb] and len(wa) > 100   # the same non-zero weights
-    assert np.allclose([r[3] for r in wa], [r[3] for r in wb], rtol=1e-5, atol=1e-5)
+    masks = Synth(m=120, d=30, n_test=10, seed=3).masks.astype(np.float64)
+    preds = []
+    for rows, f in ((a, whole), (b, sharded)):
+        k = {(r[0], r[1]): i for i, r in enumerate(rows)}
+        W = np.zeros((len(rows), 30))
+        for t, lam, j, w in _rows(con, q, f):
+            W[k[(t, lam)], j] = w
+        preds.append(masks @ W.T + np.array([r[5] for r in rows]))
+    assert len(_rows(con, q, whole)) > 100
+    np.testing.assert_allclose(preds[0], preds[1], rtol=1e-5, atol=1e-5)
     q = "SELECT model_id, target_id, predicted FROM eval_predictions WHERE fit_id = $f ORDER BY model_id, target_id"
     pa_, pb = _rows(con, q, whole), _rows(con, q, sharded)
     assert [r[:2] for r in pa_] == [r[:2] for r in pb] and len(pa_) == 20 * 40
