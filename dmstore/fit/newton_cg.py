@@ -22,7 +22,9 @@ The inner solves need not be exact: the next step's gradient is exact, so errors
 
     sol = newton_cg(P, lam, W0, tol, factor)     # factor = preconditioner(G, L): M⁻¹, or None
 
-M⁻¹ is applied in bfloat16 where that GEMM is the faster (`low_precision`: AMX CPUs, GPUs).
+M⁻¹ is applied in bfloat16 where that GEMM is the faster (`low_precision`: AMX CPUs, GPUs), and so
+is H inside CG where the problem says so (`Problem.low`): CG only needs a direction. The trial
+points' products are float64, and an accepted trial's product is the next step's certificate.
 """
 from __future__ import annotations
 
@@ -121,8 +123,11 @@ def _pcg(P: Problem, cols: torch.Tensor, S: torch.Tensor, R: torch.Tensor, facto
             return V
         return torch.where(full, V - V.mean(0, keepdim=True), V)
 
+    low = P.low                              # H's products in bfloat16 where the problem says so
+
     def A(V):
-        return proj(P.matvec(V, cols) * Sf + mu * V)
+        HV = P.matvec(V, cols) if low is None else P.matvec(V.to(low), cols).to(V.dtype)
+        return proj(HV * Sf + mu * V)
 
     def Minv(Rr):
         if factor is None or not bool(dense.any()):
@@ -180,14 +185,16 @@ def _step_length(w, delta, g, HD, lam):
 
 
 def _step(P: Problem, W, HW, delta, g, C, s, lam, xi, dt):
-    """(W, θ) after the step along Δ (float64 [d, k]): orthant-wise (OWL-QN's projection) — the
+    """(W, θ, HW, known) after the step along Δ (float64 [d, k]): orthant-wise (OWL-QN's projection) — the
     first of t = 1, ½, ¼, ⅛ whose point W + tΔ, with coefficients that left their orthant ξ set
     to zero, lowers the objective (each trial one float64 product); for columns where
-    none does, the best breakpoint (`_step_length`, or no step), which cannot raise it."""
+    none does, the best breakpoint (`_step_length`, or no step), which cannot raise it. HW [d, k]:
+    H·W of the new point (the trial's exact product) where known [k], else to be computed."""
     k = W.shape[1]
     cols = torch.arange(k, device=W.device)
     F0, _, _ = lasso_objective_gap(W, HW, C, s, lam)
     out = W.clone()
+    HWout = torch.empty_like(HW)
     todo = torch.ones(k, dtype=torch.bool, device=W.device)
     for t in (1.0, 0.5, 0.25, 0.125):
         j = todo.nonzero().squeeze(1)
@@ -196,7 +203,7 @@ def _step(P: Problem, W, HW, delta, g, C, s, lam, xi, dt):
         HWt = P.matvec(Wt, cols[j])                  # float64: a wild step must not look like a descent
         Ft, _, _ = lasso_objective_gap(Wt, HWt, C[:, j], s[j], lam[j])
         ok = Ft < F0[j]
-        out[:, j[ok]] = Wt[:, ok]
+        out[:, j[ok]], HWout[:, j[ok]] = Wt[:, ok], HWt[:, ok]
         todo[j[ok]] = False
         if not bool(todo.any()):
             break
@@ -208,7 +215,7 @@ def _step(P: Problem, W, HW, delta, g, C, s, lam, xi, dt):
         hit = (W[:, j] != 0) & (delta[:, j] != 0) & (
             (-W[:, j] / delta[:, j].where(delta[:, j] != 0, torch.ones_like(Wj)) - t).abs() <= 1e-12 * t)
         out[:, j] = Wj.masked_fill(hit, 0.0)                  # a coefficient that reached zero leaves S
-    return out, torch.sign(out)
+    return out, torch.sign(out), HWout, ~todo
 
 
 def newton_cg(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol, factor: torch.Tensor | None,
@@ -228,8 +235,13 @@ def newton_cg(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol, factor: torc
     C, s, lam = P.C.to(f64), P.s, lam.to(f64)
     scale = (0.5 * s.double()).clamp_min(1e-300)
     theta = torch.sign(W)
+    HW = known = None
     for step in range(max_steps + 1):
-        HW = P.matvec(W, cols)                                  # float64: the certificate's product
+        if known is None:
+            HW = P.matvec(W, cols)                              # float64: the certificate's product
+        elif not bool(known.all()):                             # a trial's exact product is reused
+            j = (~known).nonzero().squeeze(1)
+            HW[:, j] = P.matvec(W[:, j], cols[j])
         _, gap, r2 = lasso_objective_gap(W, HW, C, s, lam)
         rel = gap / scale
         done = (rel <= tol) | torch.tensor(step == max_steps, device=dev)
@@ -242,6 +254,7 @@ def newton_cg(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol, factor: torc
                 break
             cols, W, HW, C, s, lam, scale, tol, theta = (cols[keep], W[:, keep], HW[:, keep], C[:, keep], s[keep],
                                                          lam[keep], scale[keep], tol[keep], theta[:, keep])
+            known = None if known is None else known[keep]
         g = C - HW
         viol = (g.abs() - lam * (1 + 1e-9)).masked_fill(theta.ne(0), -1.0)
         nv = int((viol > 0).sum(0).max())
@@ -255,5 +268,5 @@ def newton_cg(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol, factor: torc
         sub = P.take(cols)
         STATS["steps"] += 1
         delta = _pcg(sub, torch.arange(cols.numel(), device=dev), S, R.to(dt), factor, dense).to(f64)
-        W, theta = _step(sub, W, HW, delta, g, C, s, lam, theta, dt)
+        W, theta, HW, known = _step(sub, W, HW, delta, g, C, s, lam, theta, dt)
     return out

@@ -44,6 +44,7 @@ from .predictions import eval_predictions
 from ..store.fits import Claim, existing, identity
 from .results import Collected, FitResult, write
 from .scan import rows_mse, scan
+from . import solvers
 from .solvers import lipschitz_gram
 from .stats import center_gram_, model_order, split_val
 
@@ -176,6 +177,8 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
             cache["L"] = lipschitz_gram(cache["G"])
             S_fit.xx = S_fit.gram = None
         block = GramBlock(S_fit, S_val, val_rows, cache.get("G"), cache.get("L"), dt, shared=cache)
+        if cache.get("G") is not None and est.name == "lasso":
+            cache["low"] = block.low()
         rows, weights, _ = est.solve(block, opts, bar)
         if not est.needs_gram:   # one solution, no Gram: its train MSE from a pass over the masks
             rows[0]["train_mse"] = rows_mse(store, experiment, alpha, block_t, weights[0][1], rows[0]["bias"], dev,
@@ -184,6 +187,9 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
         del block
     if cache.get("factor") is not None:   # the Newton-CG preconditioner: its dtype and the probe behind it
         runtime["preconditioner"] = dict(low_precision(dev), dtype=str(cache["factor"].dtype).removeprefix("torch."))
+    if cache.get("low") is not None:      # FISTA's difference products and CG's, where not float32
+        runtime["low_products"] = dict(dtype=str(cache["low"]).removeprefix("torch."),
+                                       anchor_every=solvers.LOW_ANCHOR_EVERY)
     for block_t, eq9 in row_blocks:   # packed masks + this block's margins, streamed per block
         _, _, _, (X, Y) = scan(store, experiment, alpha, np.zeros(0, np.int32), block_t, val_ids, dev, dt,
                                est.on_correctness, need_gram=False, use_ids=use_ids)

@@ -95,3 +95,29 @@ def test_the_kernel_and_solver_a_fit_used_are_recorded(tmp_path):
     assert pre["dtype"] == (newton_cg.low_precision("cpu")["dtype"] or "float32") and pre["float32_gflops"] > 0
     again = fit(st, "e", 0.5, targets="all", n_lambdas=3, progress=False, reuse=True)
     assert again.fit_id == r.fit_id          # run-time choices are not part of the fit's identity
+
+
+def test_low_precision_products_are_recorded_and_change_no_result(tmp_path, monkeypatch):
+    """Where the bfloat16 GEMM is the faster and d ≥ blocks.LOW_MIN_D (lowered here), FISTA's
+    difference products and CG's run in bfloat16 (`Problem.low`), recorded in
+    `fit_runs.params.runtime.low_products`; every (target, λ) is still certified by the
+    full float64 gap, and the weights are the float32 fit's within the solver's tolerance."""
+    from dmstore.fit import blocks
+    st = Store.create(tmp_path / "s", train_size=40, test_size=4)
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 40)) < 0.5
+    theta = rng.normal(size=(40, 4)) * (rng.random((40, 4)) < 0.3)
+    st.append("e", 0.5, X, (X @ theta + rng.normal(size=(300, 4))).astype(np.float32), np.arange(40, 44),
+              check_alpha=False)
+    opts = dict(n_lambdas=6, progress=False, tol=1e-7)
+    plain = fit(st, "e", 0.5, **opts)
+    monkeypatch.setitem(newton_cg._LOW, "cpu", {"dtype": "bfloat16", "float32_gflops": 1.0, "bfloat16_gflops": 4.0})
+    monkeypatch.setattr(blocks, "LOW_MIN_D", 8)
+    low = fit(st, "e", 0.5, reuse=False, **opts)
+    con = st.connect()
+    rt = [json.loads(p[0])["runtime"] for p in con.sql("SELECT params FROM fit_runs ORDER BY fit_id").fetchall()]
+    assert "low_products" not in rt[0] and rt[1]["low_products"] == {"dtype": "bfloat16", "anchor_every": 30}
+    q = "SELECT target_id, lam, converged, rel_gap FROM fits WHERE fit_id = $f ORDER BY target_id, lam"
+    a, b = (con.sql(q, params={"f": f}).fetchall() for f in (plain.fit_id, low.fit_id))
+    assert len(a) == len(b) == 24 and all(r[2] and r[3] <= 1e-7 for r in b)
+    np.testing.assert_allclose(low.weights(), plain.weights(), atol=1e-3 * np.abs(plain.weights()).max())

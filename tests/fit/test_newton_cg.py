@@ -32,17 +32,20 @@ def test_newton_cg_walks_the_dense_end_of_the_path_like_sklearn(monkeypatch, low
     (supports up to 98 % of the features): at each λ, 100 FISTA iterations from the previous λ,
     then Newton–CG certifies every column to 1e-7 within 8 steps; the weights are sklearn's at the
     dense end, where FISTA alone is still open after 1,000 iterations. The same with the
-    preconditioner in bfloat16 (what `low_precision` picks where that GEMM is the faster)."""
+    preconditioner and CG's products in bfloat16 (what `low_precision` picks where that GEMM is
+    the faster)."""
     monkeypatch.setitem(newton_cg._LOW, "cpu", {"dtype": low, "float32_gflops": 1.0, "bfloat16_gflops": 1.0})
     d, m, n = 250, 300, 4
     P, X, Y = _problem(d, m, n)
+    P.low = torch.bfloat16 if low else None      # CG's products with H in bfloat16 too
     assert P.factor().dtype == (torch.bfloat16 if low else torch.float32)
     W = torch.zeros_like(P.C)
     for r in 1e-3 ** np.linspace(0, 1, 10):
         lam = P.C.abs().amax(0) * float(r)
         start = lasso_solve(P, lam, W, 1e-7, 100)
         sol = newton_cg.newton_cg(P, lam, start.W, 1e-7, P.factor())
-        assert sol.converged.all() and (sol.n_iter <= 8).all(), (r, sol.rel_gap, sol.n_iter)
+        # bfloat16 CG directions (and FISTA's start) cost a step or two at the dense end (10 measured)
+        assert sol.converged.all() and (sol.n_iter <= (12 if low else 8)).all(), (r, sol.rel_gap, sol.n_iter)
         W = sol.W
     assert (W.ne(0).sum(0) > 0.95 * d).all()
     scale = float(W.abs().max())
