@@ -16,7 +16,7 @@ from .operators import ValRows
 from .solvers import Problem, gram_matvec, lipschitz_power
 from .stats import Stats
 
-VAL_GRAM_BYTES = 2 << 30   # the val models' Gram is kept explicit up to this size (d ≤ 23,170 in float32)
+VAL_GRAM_BYTES = 1 << 30   # the val models' Gram is kept explicit up to this size (d ≤ 16,384 in float32)
 SUB_GATHER_BYTES = 256 << 20   # eq. 9 sub-Grams: the gathered rows of one group of columns (3 float copies)
 LOW_COPY_BYTES = 1 << 30   # a bfloat16 copy of the Gram for the low-precision products (d ≤ 23,170)
 LOW_MIN_D = 8192   # ... and only from this d: 0.4 % products cost FISTA iterations (+12 % along the path at
@@ -122,15 +122,18 @@ class GramBlock:
             plain = True
         L_ = torch.full((self.n,), L, dtype=self.dtype, device=self.G.device)
         return Problem(mv, C.to(self.dtype), s.to(self.dtype), L_, columns, block, exact=True, factor=self.factor,
-                       low=self.low() if plain else None, singular=self.S[group].m <= self.G.shape[0])
+                       low=self.low() if plain else None)
 
     def low(self) -> torch.dtype | None:
         """The dtype of FISTA's difference products and CG's products with the Gram (`Problem.low`):
-        bfloat16 where `low_precision` measures that GEMM the faster, d ≥ LOW_MIN_D and its copy of
-        the Gram fits LOW_COPY_BYTES, else None (float32)."""
+        bfloat16 where `low_precision` measures that GEMM the faster, d ≥ LOW_MIN_D, its copy of
+        the Gram fits LOW_COPY_BYTES and the fit models outnumber the features, else None (float32).
+        Where they do not, H is singular and FISTA on the full problem (working sets' fallback) is
+        where rounding costs most iterations; the gain was measured only where they do."""
         d = self.G.shape[0]
         low = low_precision(self.G.device)["dtype"]
-        ok = low and self.dtype == torch.float32 and LOW_MIN_D <= d and 2 * d * d <= LOW_COPY_BYTES
+        ok = (low and self.dtype == torch.float32 and LOW_MIN_D <= d and 2 * d * d <= LOW_COPY_BYTES
+              and self.S["fit"].m > d)
         return getattr(torch, low) if ok else None
 
     def n_models(self, group):

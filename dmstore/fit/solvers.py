@@ -57,10 +57,7 @@ class Problem:
     factor: where every column shares one Gram, `factor() → ` a preconditioner of H, the inverse
     of H + εI (`newton_cg.preconditioner`, computed on first call), or None.
     low: a dtype `matvec` takes for the solvers' approximate products (anchored differences,
-    CG directions), or None (float32).
-    singular: H is singular because models do not outnumber the features (rank ≤ m − 1 < d): the
-    full problem is no better conditioned than any sub-problem (working sets grow to their
-    memory bound)."""
+    CG directions), or None (float32)."""
     matvec: Matvec
     C: torch.Tensor
     s: torch.Tensor
@@ -71,7 +68,6 @@ class Problem:
     factor: Callable | None = None
     cheap_blocks: bool = False
     low: torch.dtype | None = None
-    singular: bool = False
 
     @property
     def L(self) -> torch.Tensor:
@@ -92,7 +88,7 @@ class Problem:
         block = None if self.block is None else (lambda idx, c: self.block(idx, a[c]))
         lip = (lambda: self.L[a]) if callable(self.lipschitz) else self.lipschitz[a]
         return Problem(lambda W, c: self.matvec(W, a[c]), self.C[:, a], self.s[a], lip, cols, block,
-                       self.exact, self.factor, self.cheap_blocks, self.low, self.singular)
+                       self.exact, self.factor, self.cheap_blocks, self.low)
 
 
 def gram_matvec(G: torch.Tensor, sparse_below: float = SPARSE_BELOW) -> Matvec:

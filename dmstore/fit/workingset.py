@@ -22,11 +22,7 @@ is a pass over all the masks. Per λ, celer and skglm's scheme, batched:
     4. Back to 1. A column is reported converged only by the full problem's gap (step 1), the
        same certificate as every other solver.
 
-Where H is singular (`Problem.singular`: models do not outnumber the features) the full problem
-is no better conditioned than any set, so a set may grow to one column's memory bound, and a
-round solves its columns' sub-problems in chunks of at most SUB_BYTES (d = 20,000, m = 5,000:
-λ = 0.1·λmax 119 → 66 s, the refit on fit + val 64 → 36 s with its explicit Gram). Elsewhere a
-column whose set outgrows the sub-problem size (P_MIN below; the small-λ end, where the
+A column whose set outgrows the sub-problem size (P_MIN below; the small-λ end, where the
 support nears min(m, d)) is solved on the full problem (`activeset.lasso_activeset`, or FISTA
 where H's columns cannot be read (eq. 9), warm-started where the rounds left it). Where blocks are
 cheap next to a product on all d (`Problem.cheap_blocks`, eq. 9) only memory bounds the sets.
@@ -115,20 +111,6 @@ def _size_groups(sizes: torch.Tensor, item: int):
         lo = hi
 
 
-def _chunks(sizes: torch.Tensor, item: int):
-    """(rows [g] long, p_g): the columns (set sizes [k]) in groups, smallest sets first, each group
-    padded to its largest set with g·p_g² items ≤ SUB_BYTES (one group where all fit)."""
-    order = torch.argsort(sizes)
-    sz = sizes[order].tolist()
-    lo, k = 0, len(sz)
-    while lo < k:
-        hi = lo + 1
-        while hi < k and (hi + 1 - lo) * max(sz[hi], 1) ** 2 * item <= SUB_BYTES:
-            hi += 1
-        yield order[lo:hi], max(int(sz[hi - 1]), 1)
-        lo = hi
-
-
 def _lipschitz(H: torch.Tensor, iters: int = 30) -> torch.Tensor:
     """[k]: an upper estimate of each H[b]'s largest eigenvalue (power iteration, +5 %; the
     solver's safeguard doubles L if it is ever too small)."""
@@ -178,25 +160,20 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
         same = new.sum(0) == M[:, o].sum(0)                  # nothing new: solve its sub-problem closer
         sub_tol[o[same]] /= 8
         M[:, o] = new
-        if P.singular:          # H no better conditioned than any set: sets bounded by one column's sub-Gram
-            p_max = max(P_MIN, int((SUB_BYTES / 4) ** 0.5))
-        elif P.cheap_blocks:    # only the open columns' [k, p, p] sub-Grams bound their sets
+        if P.cheap_blocks:      # only the open columns' [k, p, p] sub-Grams bound their sets
             p_max = max(P_MIN, int((SUB_BYTES / (4 * o.numel())) ** 0.5))
         full[o[(new.sum(0) > p_max) | (sub_tol[o] < tol * 1e-4)]] = True
         o = ((rel > tol) & ~full).nonzero().squeeze(1)
         if not o.numel():
             break
         idx, valid = padded(M[:, o])
+        S = batched_problem(P, idx, valid, o)
+        sol = solve_sub(S, lam[o], W[:, o].gather(0, idx.T) * valid.T.to(dt), sub_tol[o], max_iter)
         Wo = torch.zeros(d, o.numel(), dtype=dt, device=dev)
-        for part, pc in _chunks(valid.sum(1), W.element_size()):   # [k, p, p] sub-Grams within SUB_BYTES at a time
-            ip, vp, op = idx[part, :pc], valid[part, :pc], o[part]
-            S = batched_problem(P, ip, vp, op)
-            sol = solve_sub(S, lam[op], W[:, op].gather(0, ip.T) * vp.T.to(dt), sub_tol[op], max_iter)
-            Wp = torch.zeros(d, part.numel(), dtype=dt, device=dev)
-            Wo[:, part] = Wp.scatter_add_(0, ip.T, sol.W * vp.T.to(dt))
-            n_iter[op] += sol.n_iter
+        Wo.scatter_add_(0, idx.T, sol.W * valid.T.to(dt))
         HWo = P.matvec(Wo.to(xt), o)
         W[:, o], HW[:, o] = Wo, HWo
+        n_iter[o] += sol.n_iter
         _, g, r = lasso_objective_gap(Wo.to(xt), HWo, P.C[:, o].to(xt), P.s[o], lam[o].to(xt))
         gap[o], r2[o] = g, r
         rel = gap / scale

@@ -245,31 +245,3 @@ def test_eq9_sub_grams_are_the_centred_gram_of_each_targets_rows():
         ref = (Xc.T @ Xc / Xa.shape[0])[np.ix_(idx[b].numpy(), idx[b].numpy())]
         np.testing.assert_allclose(H[b].numpy(), ref, rtol=1e-12, atol=1e-14)
 
-
-def test_singular_working_sets_grow_past_the_shared_bound_in_chunks(monkeypatch):
-    """m = 50 models, d = 120 features (`Problem.singular`: H's rank < d, so the full problem is
-    no better conditioned than any set): sets grow to one column's memory bound instead of falling
-    to the full problem, and the block's sub-Grams are solved in chunks within SUB_BYTES (here
-    128 KiB: one column's sub-Gram holds all d, six columns' only 52 features each). Every column is certified and at sklearn's optimum."""
-    rng = np.random.default_rng(5)
-    m, d, n = 50, 120, 6
-    X = (rng.random((m, d)) < 0.5).astype(float)
-    Y = X @ (rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.2)) + 0.3 * rng.normal(size=(m, n))
-    P = gram_problem(X, Y)
-    P.singular, P.exact = True, True
-    monkeypatch.setattr(workingset, "SUB_BYTES", 128 << 10)
-    monkeypatch.setattr(workingset, "P_MIN", 8)
-    full, chunks = [], []
-    monkeypatch.setattr(workingset, "lasso_activeset", lambda *a, **k: full.append(a) or activeset.lasso_activeset(*a, **k))
-    real = workingset.batched_problem
-    monkeypatch.setattr(workingset, "batched_problem", lambda P_, idx, valid, o: chunks.append(idx.shape) or real(P_, idx, valid, o))
-    lam = P.C.abs().amax(0) * 0.02
-    sol = workingset.lasso_workingset(P, lam, torch.zeros(d, n, dtype=torch.float64), 1e-8, 20000)
-    assert sol.converged.all() and not full
-    assert any(k < n for k, _ in chunks) and max(p for _, p in chunks) > int(((128 << 10) / (8 * n)) ** 0.5)
-    assert all(k * p * p * 8 <= 128 << 10 for k, p in chunks)
-    for j in range(n):
-        sk = Lasso(alpha=float(lam[j]), tol=1e-12, max_iter=1_000_000).fit(X, Y[:, j])
-        ours = lasso_objective(X, Y[:, j], sol.W[:, j].double().numpy(), Y[:, j].mean() - X.mean(0) @ sol.W[:, j].double().numpy(), float(lam[j]))
-        ref = lasso_objective(X, Y[:, j], sk.coef_, sk.intercept_, float(lam[j]))
-        assert ref * (1 - 1e-5) <= ours <= ref * (1 + 1e-5), (j, ours, ref)
