@@ -244,4 +244,3 @@ def test_eq9_sub_grams_are_the_centred_gram_of_each_targets_rows():
         Xc = Xa - Xa.mean(0)
         ref = (Xc.T @ Xc / Xa.shape[0])[np.ix_(idx[b].numpy(), idx[b].numpy())]
         np.testing.assert_allclose(H[b].numpy(), ref, rtol=1e-12, atol=1e-14)
-
