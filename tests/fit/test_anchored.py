@@ -20,12 +20,10 @@ def _problem(X, Y, dt, exact):
     return Problem(gram_matvec(H), C, s, L, exact=exact), H
 
 
-def test_float32_fits_reach_gaps_below_the_float32_floor():
-    """d/m = 0.83 (the paper's shape on a workstation), tol 1e-7: plain float32 FISTA stalls at
-    its rounding floor (5,000 iterations, every column open, measured); anchored float32 iterates
-    converge in about as many iterations as float64 and to the same weights, certified again here
-    by a float64 gap of the returned weights on the float32 problem."""
-    rng = np.random.default_rng(0)
+def _case(seed):
+    """d/m = 0.83, 4 targets, λ = 0.02·λmax: (X, Y, the float32 problem and its H, λ, the float64
+    solution to 1e-9)."""
+    rng = np.random.default_rng(seed)
     d, m, n = 300, 360, 4
     X = alpha_masks(rng, m, d, 0.5).astype(np.float64)
     theta = rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.1)
@@ -34,6 +32,16 @@ def test_float32_fits_reach_gaps_below_the_float32_floor():
     P64, _ = _problem(X, Y, torch.float64, exact=False)
     lam = P64.C.abs().amax(0) * 0.02
     ref = lasso_solve(P64, lam, torch.zeros_like(P64.C), 1e-9, 20000)
+    return X, Y, P32, H32, lam, ref
+
+
+def test_float32_fits_reach_gaps_below_the_float32_floor():
+    """d/m = 0.83 (the paper's shape on a workstation), tol 1e-7: plain float32 FISTA stalls at
+    its rounding floor (5,000 iterations, every column open, measured); anchored float32 iterates
+    converge in about as many iterations as float64 and to the same weights, certified again here
+    by a float64 gap of the returned weights on the float32 problem."""
+    X, Y, P32, H32, lam, ref = _case(0)
+    n = Y.shape[1]
     sol = lasso_solve(P32, lam.float(), torch.zeros_like(P32.C), 1e-7, 5000)
     assert ref.converged.all() and sol.converged.all()
     assert (sol.n_iter <= 2 * ref.n_iter + 100).all(), (sol.n_iter, ref.n_iter)
@@ -47,22 +55,13 @@ def test_float32_fits_reach_gaps_below_the_float32_floor():
         np.testing.assert_allclose(ref.W[:, j].numpy(), sk.coef_, atol=1e-5 * scale)
 
 
-
 def test_bfloat16_difference_products_keep_the_exact_certificate():
     """`Problem.low` = bfloat16 (what the pipeline sets where that GEMM is the faster): FISTA's
     products of the difference from the anchor run in bfloat16 (0.4 % rounding), yet a column
     leaves only on an exact product: the float64 gap of the returned weights certifies them (tol
     plus the rounding of W to float32) and they are the float64 solution's; a column stopped by
     max_iter reports its exact gap, not the bfloat16 estimate."""
-    rng = np.random.default_rng(1)
-    d, m, n = 300, 360, 4
-    X = alpha_masks(rng, m, d, 0.5).astype(np.float64)
-    theta = rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.1)
-    Y = X @ theta + 3 * rng.normal(size=(m, n))
-    P32, H32 = _problem(X, Y, torch.float32, exact=True)
-    P64, _ = _problem(X, Y, torch.float64, exact=False)
-    lam = P64.C.abs().amax(0) * 0.02
-    ref = lasso_solve(P64, lam, torch.zeros_like(P64.C), 1e-9, 20000)
+    X, Y, P32, H32, lam, ref = _case(1)
     plain = lasso_solve(P32, lam.float(), torch.zeros_like(P32.C), 1e-7, 5000)
     calls = []
     mv = P32.matvec
