@@ -14,7 +14,7 @@ inner iterations (sum and max per (target, λ)), operator flops, (target, λ) pa
 iteration cap, the worst relative duality gap (the full problem's certificate), and the held-out
 LDS on eval models; then each solver's ratio to the baseline and the largest difference of their
 eval predictions. (FISTA took 351 s at d = 12,000 on a 2-core AMX Xeon before issue 26, 144
-(target, λ) at the cap, 'activeset' 83 s with 0 on 2026-12-07; working sets still take more than
+(target, λ) at the cap, 'activeset' 83–88 s with 0 on 2026-12-07; working sets still take more than
 15 minutes at d = 20,000, m = 5,000 over the whole path: name fewer solvers there.)
 """
 from __future__ import annotations
