@@ -188,6 +188,13 @@ class Solution:
     r2: torch.Tensor      # [n] training MSE of the centred problem
 
 
+def _anchor(P: Problem, W, cols, HW, HWp, C, s, lam):
+    """A new anchor at W (float64): (W_a, H·W_a exact, HWp and HW moved by the same correction,
+    and the objective, gap and r2 at W from the exact product)."""
+    HWa = P.matvec(W, cols)
+    return (W, HWa, HWp + (HWa - HW), HWa, *lasso_objective_gap(W, HWa, C, s, lam))
+
+
 def lasso_solve(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float | torch.Tensor = 1e-6,
                 max_iter: int = 1000) -> Solution:
     """FISTA for every column of the block at its own λ (lam [n]), warm-started at W0 [d, n].
@@ -221,9 +228,8 @@ def lasso_solve(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float | to
         done = rel <= tol
         if low is not None and since and (it >= max_iter or bool(done.any())):
             # a column leaves only on an exact product: a new anchor, whose gap is the certificate
-            Wa, HWa = W, P.matvec(W, cols)
-            HWp, HW, since = HWp + (HWa - HW), HWa, 0
-            F, gap, r2 = lasso_objective_gap(W, HW, C, s, lam)
+            Wa, HWa, HWp, HW, F, gap, r2 = _anchor(P, W, cols, HW, HWp, C, s, lam)
+            since = 0
             rel = gap / scale
             done = rel <= tol
         if it >= max_iter:
@@ -244,9 +250,8 @@ def lasso_solve(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float | to
         it += 1
         since += 1
         if anchored and since >= every:             # a new anchor: H·W in float64 (its gap too)
-            Wa, HWa = W, P.matvec(W, cols)
-            HWp, HW, since = HWp + (HWa - HW), HWa, 0
-            F, gap, r2 = lasso_objective_gap(W, HW, C, s, lam)
+            Wa, HWa, HWp, HW, F, gap, r2 = _anchor(P, W, cols, HW, HWp, C, s, lam)
+            since = 0
         t_next = (1 + torch.sqrt(1 + 4 * t * t)) / 2
         beta = (t - 1) / t_next
         # Y = W + β(W − Wp); the gradient at Y is the same combination of H·W and H·Wp, minus C
