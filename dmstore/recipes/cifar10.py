@@ -6,7 +6,9 @@ translation, horizontal flip, 8×8 Cutout; half precision on CUDA.
 
 Data come from user-supplied FFCV `.beton` files (`image` RGB field, `label` int field), e.g.
 written with ffcv's `DatasetWriter` from torchvision's CIFAR10. Paths: the constructor's
-arguments or the environment variables DMSTORE_CIFAR_TRAIN / DMSTORE_CIFAR_TEST.
+arguments or the environment variables DMSTORE_CIFAR_TRAIN / DMSTORE_CIFAR_TEST. `image(ids)`
+reads the pictures back from the same files (raw or JPEG fields), so `dmstore serve` and the
+report show them.
 
 Install the optional extra: `pip install 'dmstore[ffcv]'` (needs Debian's libopencv-dev and
 libturbojpeg0-dev to build). Note that `import ffcv` sets torch to one thread.
@@ -71,13 +73,51 @@ class _Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class _Beton:
+    """One FFCV .beton file with an `image` RGB field and a `label` int field: its labels, and its
+    images decoded one at a time from a memory map (raw pixels, or JPEG through OpenCV, which
+    ffcv itself requires)."""
+
+    JPG, RAW = 0, 1  # ffcv.fields.rgb_image.IMAGE_MODES
+
+    def __init__(self, path: str):
+        from ffcv.reader import Reader
+        r = Reader(path)
+        names = list(r.field_names)
+        for field in ("image", "label"):
+            if field not in names:
+                raise InputError(f"{path}: the .beton has fields {names}; recipe cifar10 needs an 'image' RGB "
+                                 f"field and a 'label' int field (write them with ffcv's DatasetWriter)")
+        self.path = path
+        self.labels = np.asarray(r.metadata[f"f{names.index('label')}"], dtype=np.int64).ravel()
+        self._meta = r.metadata[f"f{names.index('image')}"]
+        order = np.argsort(r.alloc_table["ptr"])
+        self._ptrs, self._sizes = r.alloc_table["ptr"][order], r.alloc_table["size"][order]
+        self._file = None
+
+    def image(self, j: int) -> np.ndarray:
+        """uint8 [h, w, 3] of sample j."""
+        if self._file is None:
+            self._file = np.memmap(self.path, dtype=np.uint8, mode="r")
+        mode, w, h, ptr = (int(self._meta[j][k]) for k in ("mode", "width", "height", "data_ptr"))
+        if mode == self.RAW:
+            return np.array(self._file[ptr:ptr + h * w * 3]).reshape(h, w, 3)
+        import cv2
+        size = int(self._sizes[np.searchsorted(self._ptrs, ptr)])
+        bgr = cv2.imdecode(np.asarray(self._file[ptr:ptr + size]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{self.path}: sample {j}'s JPEG does not decode")
+        return bgr[:, :, ::-1].copy()
+
+
 class Cifar10ResNet9:
     """Recipe 'cifar10': one ResNet-9 per mask, trained with FFCV loaders on the mask's subset."""
     name = "cifar10"
 
     def __init__(self, train_beton: str | None = None, test_beton: str | None = None, epochs: int = 24,
                  batch_size: int = 512, lr: float = 0.5, peak_epoch: int = 5, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, width: int = 64, device: str | None = None, num_workers: int = 8):
+                 weight_decay: float = 5e-4, width: int = 64, device: str | None = None,
+                 num_workers: int | None = None):
         try:
             import ffcv  # noqa: F401
         except ImportError:
@@ -91,8 +131,16 @@ class Cifar10ResNet9:
         self.epochs, self.batch_size, self.lr, self.peak_epoch = epochs, batch_size, lr, peak_epoch
         self.momentum, self.weight_decay, self.width = momentum, weight_decay, width
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.num_workers = num_workers
-        self._labels = {split: self._read_labels(p) for split, p in (("train", self.train_beton), ("test", self.test_beton))}
+        # ffcv's loaders run numba threads, which cannot outnumber numba's cap (the machine's CPUs):
+        # 8 workers fail with a ValueError on a smaller machine.
+        import numba
+        cap = int(numba.config.NUMBA_NUM_THREADS)
+        if num_workers is not None and not 1 <= num_workers <= cap:
+            raise InputError(f"recipe cifar10: num_workers={num_workers}, but ffcv's loaders can run 1..{cap} "
+                             f"threads here (numba's NUMBA_NUM_THREADS); pass a number in that range")
+        self.num_workers = num_workers or min(8, cap)
+        self._betons = {"train": _Beton(self.train_beton), "test": _Beton(self.test_beton)}
+        self._labels = {split: b.labels for split, b in self._betons.items()}
         self.d = len(self._labels["train"])
 
     def config(self) -> dict:
@@ -100,11 +148,18 @@ class Cifar10ResNet9:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "peak_epoch": self.peak_epoch,
                 "momentum": self.momentum, "weight_decay": self.weight_decay, "width": self.width}
 
-    def _read_labels(self, path) -> np.ndarray:
-        from ffcv.reader import Reader
-        r = Reader(path)
-        idx = list(r.field_names).index("label")
-        return np.asarray(r.metadata[f"f{idx}"], dtype=np.int64).ravel()
+    def image(self, example_ids) -> np.ndarray:
+        """uint8 [k, h, w, 3] (32×32 for CIFAR-10): the examples' images as stored in the .beton
+        files (train ids 0..d-1, then test), for the explorer and the report. Read from the file
+        directly (no loader, no augmentation); an id outside the examples raises IndexError."""
+        ids = np.asarray(example_ids, dtype=np.int64).ravel()
+        n = self.d + len(self._labels["test"])
+        bad = ids[(ids < 0) | (ids >= n)]
+        if bad.size:
+            raise IndexError(f"recipe cifar10 has examples 0..{n - 1}: no example {int(bad[0])}")
+        imgs = [self._betons["train"].image(int(i)) if i < self.d else self._betons["test"].image(int(i - self.d))
+                for i in ids]
+        return np.stack(imgs) if imgs else np.zeros((0, 32, 32, 3), np.uint8)
 
     def examples(self) -> pa.Table:
         tr, te = self._labels["train"], self._labels["test"]

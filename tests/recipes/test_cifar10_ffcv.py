@@ -39,3 +39,54 @@ def test_tiny_resnet9_trains_on_cpu(tmp_path):
     out = rec.train(masks, np.array([1, 2]))
     assert out["margins"].shape == (2, 48) and np.isfinite(out["margins"]).all()
     torch.set_num_threads(threads)  # `import ffcv` sets torch to one thread
+
+
+def _smooth(n, seed):
+    """Images JPEG keeps: smooth colour gradients (noise would not survive compression)."""
+    ds = _Images(n, seed)
+    yy, xx = np.mgrid[0:32, 0:32]
+    for k in range(n):
+        a, b, c = np.random.default_rng(seed + k).integers(1, 7, 3)
+        ds.x[k] = np.stack([a * xx, b * yy, c * (xx + yy) // 2], -1).clip(0, 255).astype(np.uint8)
+    return ds
+
+
+@pytest.mark.parametrize("mode", ["raw", "jpg"])
+def test_image_reads_the_betons_pictures(tmp_path, mode):
+    """`image(ids)` returns the pixels written into the .beton files, train ids then test ids, in
+    the order asked (repeats too); JPEG within compression error; a bad id is an IndexError; the
+    explorer turns one into a PNG that decodes to the same pixels."""
+    import torch
+    import zlib
+    from ffcv.fields import IntField, RGBImageField
+    from ffcv.writer import DatasetWriter
+    from dmstore.recipes.cifar10 import Cifar10ResNet9
+    from dmstore.serve.images import _recipe_png
+    threads = torch.get_num_threads()
+    sets = {}
+    for name, n, seed in (("train", 12, 0), ("test", 5, 1)):
+        sets[name] = ds = _smooth(n, seed) if mode == "jpg" else _Images(n, seed)
+        DatasetWriter(str(tmp_path / f"{name}.beton"), {"image": RGBImageField(write_mode=mode, jpeg_quality=95),
+                      "label": IntField()}, num_workers=1).from_indexed_dataset(ds)
+    rec = Cifar10ResNet9(str(tmp_path / "train.beton"), str(tmp_path / "test.beton"), device="cpu", num_workers=1)
+    torch.set_num_threads(threads)
+    truth = np.concatenate([sets["train"].x, sets["test"].x])
+    ids = [13, 0, 11, 16, 0, 12]
+    got = rec.image(ids)
+    assert got.dtype == np.uint8 and got.shape == (6, 32, 32, 3)
+    if mode == "raw":
+        np.testing.assert_array_equal(got, truth[ids])
+    else:
+        err = np.abs(got.astype(int) - truth[ids].astype(int))
+        assert err.mean() < 2 and err.max() < 40, (err.mean(), err.max())
+    np.testing.assert_array_equal(rec.examples().column("label").to_numpy(),
+                                  np.concatenate([sets["train"].y, sets["test"].y]))
+    for bad in (17, -1):
+        with pytest.raises(IndexError, match="0..16"):
+            rec.image([bad])
+    assert rec.image([]).shape == (0, 32, 32, 3)
+    body = _recipe_png(rec, 16)
+    raw = zlib.decompress(body[body.index(b"IDAT") + 4:])
+    rows = np.frombuffer(raw, np.uint8).reshape(32, 1 + 32 * 3)
+    assert (rows[:, 0] == 0).all()
+    np.testing.assert_array_equal(rows[:, 1:].reshape(32, 32, 3), got[3])
