@@ -11,7 +11,8 @@ reads the pictures back from the same files (raw or JPEG fields), so `dmstore se
 report show them.
 
 Install the optional extra: `pip install 'dmstore[ffcv]'` (needs Debian's libopencv-dev and
-libturbojpeg0-dev to build). Note that `import ffcv` sets torch to one thread.
+libturbojpeg0-dev to build). `import ffcv` sets torch to one thread; the recipe restores the
+count it found.
 """
 from __future__ import annotations
 
@@ -118,11 +119,13 @@ class Cifar10ResNet9:
                  batch_size: int = 512, lr: float = 0.5, peak_epoch: int = 5, momentum: float = 0.9,
                  weight_decay: float = 5e-4, width: int = 64, device: str | None = None,
                  num_workers: int | None = None):
+        threads = torch.get_num_threads()
         try:
             import ffcv  # noqa: F401
         except ImportError:
             raise InputError("recipe cifar10 needs ffcv: pip install 'dmstore[ffcv]' (and Debian's "
                              "libopencv-dev libturbojpeg0-dev)") from None
+        torch.set_num_threads(threads)  # `import ffcv` sets torch to one thread: CPU training would use one core
         self.train_beton = train_beton or os.environ.get("DMSTORE_CIFAR_TRAIN")
         self.test_beton = test_beton or os.environ.get("DMSTORE_CIFAR_TEST")
         for p, var in ((self.train_beton, "DMSTORE_CIFAR_TRAIN"), (self.test_beton, "DMSTORE_CIFAR_TEST")):

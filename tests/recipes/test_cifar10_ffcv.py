@@ -2,8 +2,11 @@
 two tiny ResNet-9s trained on CPU. Skipped cleanly when ffcv (an optional extra) is missing."""
 import numpy as np
 import pytest
+import torch
 
+_threads = torch.get_num_threads()
 ffcv = pytest.importorskip("ffcv", reason="ffcv is an optional extra (pip install 'dmstore[ffcv]')")
+torch.set_num_threads(_threads)  # `import ffcv` sets torch to one thread for the whole test process
 
 
 class _Images:
@@ -26,9 +29,7 @@ def _write(path, n, seed):
 
 
 def test_tiny_resnet9_trains_on_cpu(tmp_path):
-    import torch
     from dmstore.recipes.cifar10 import Cifar10ResNet9
-    threads = torch.get_num_threads()
     _write(tmp_path / "train.beton", 32, 0)
     _write(tmp_path / "test.beton", 16, 1)
     rec = Cifar10ResNet9(str(tmp_path / "train.beton"), str(tmp_path / "test.beton"), epochs=1, batch_size=8,
@@ -38,7 +39,6 @@ def test_tiny_resnet9_trains_on_cpu(tmp_path):
     masks[0, :16] = masks[1, 16:] = True
     out = rec.train(masks, np.array([1, 2]))
     assert out["margins"].shape == (2, 48) and np.isfinite(out["margins"]).all()
-    torch.set_num_threads(threads)  # `import ffcv` sets torch to one thread
 
 
 def _smooth(n, seed):
@@ -56,20 +56,17 @@ def test_image_reads_the_betons_pictures(tmp_path, mode):
     """`image(ids)` returns the pixels written into the .beton files, train ids then test ids, in
     the order asked (repeats too); JPEG within compression error; a bad id is an IndexError; the
     explorer turns one into a PNG that decodes to the same pixels."""
-    import torch
     import zlib
     from ffcv.fields import IntField, RGBImageField
     from ffcv.writer import DatasetWriter
     from dmstore.recipes.cifar10 import Cifar10ResNet9
     from dmstore.serve.images import _recipe_png
-    threads = torch.get_num_threads()
     sets = {}
     for name, n, seed in (("train", 12, 0), ("test", 5, 1)):
         sets[name] = ds = _smooth(n, seed) if mode == "jpg" else _Images(n, seed)
         DatasetWriter(str(tmp_path / f"{name}.beton"), {"image": RGBImageField(write_mode=mode, jpeg_quality=95),
                       "label": IntField()}, num_workers=1).from_indexed_dataset(ds)
     rec = Cifar10ResNet9(str(tmp_path / "train.beton"), str(tmp_path / "test.beton"), device="cpu", num_workers=1)
-    torch.set_num_threads(threads)
     truth = np.concatenate([sets["train"].x, sets["test"].x])
     ids = [13, 0, 11, 16, 0, 12]
     got = rec.image(ids)
@@ -90,3 +87,17 @@ def test_image_reads_the_betons_pictures(tmp_path, mode):
     rows = np.frombuffer(raw, np.uint8).reshape(32, 1 + 32 * 3)
     assert (rows[:, 0] == 0).all()
     np.testing.assert_array_equal(rows[:, 1:].reshape(32, 32, 3), got[3])
+
+
+def test_the_recipe_keeps_torchs_threads(tmp_path):
+    """`import ffcv` sets torch to one thread; the recipe, which imports it first, restores the
+    count (a fresh process, since this one imported ffcv already)."""
+    import subprocess
+    import sys
+    _write(tmp_path / "train.beton", 4, 0)
+    _write(tmp_path / "test.beton", 2, 1)
+    code = ("import torch; torch.set_num_threads(3); from dmstore.recipes.cifar10 import Cifar10ResNet9; "
+            f"Cifar10ResNet9({str(tmp_path / 'train.beton')!r}, {str(tmp_path / 'test.beton')!r}, device='cpu'); "
+            "print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "3", out.stdout + out.stderr
