@@ -1,12 +1,14 @@
-"""CIFAR-10 recipe smoke test: a tiny synthetic image set written with ffcv's DatasetWriter,
-two tiny ResNet-9s trained on CPU. Skipped cleanly when ffcv (an optional extra) is missing."""
+"""CIFAR-10 recipe: tiny synthetic image sets written with ffcv's DatasetWriter (raw and JPEG),
+two tiny ResNet-9s trained on CPU, the pictures read back. Skipped when ffcv (an optional extra) is missing."""
+import importlib.util
+
 import numpy as np
 import pytest
-import torch
 
-_threads = torch.get_num_threads()
-ffcv = pytest.importorskip("ffcv", reason="ffcv is an optional extra (pip install 'dmstore[ffcv]')")
-torch.set_num_threads(_threads)  # `import ffcv` sets torch to one thread for the whole test process
+# Not imported here: `import ffcv` (numba, OpenCV, torch at one thread) would load in every test
+# worker at collection; the recipe imports it when a test here builds one.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ffcv") is None,
+                                reason="ffcv is an optional extra (pip install 'dmstore[ffcv]')")
 
 
 class _Images:
@@ -22,19 +24,44 @@ class _Images:
         return self.x[i], int(self.y[i])
 
 
-def _write(path, n, seed):
-    from ffcv.fields import IntField, RGBImageField
-    from ffcv.writer import DatasetWriter
-    DatasetWriter(str(path), {"image": RGBImageField(), "label": IntField()}, num_workers=1).from_indexed_dataset(_Images(n, seed))
+_WRITER = """
+import sys, numpy as np
+from ffcv.fields import IntField, RGBImageField
+from ffcv.writer import DatasetWriter
+mode = sys.argv[1]
+for path in sys.argv[2:]:
+    x, y = np.load(path + ".x.npy"), np.load(path + ".y.npy")
+    class D:
+        def __len__(self): return len(y)
+        def __getitem__(self, i): return x[i], int(y[i])
+    DatasetWriter(path, {"image": RGBImageField(write_mode=mode, jpeg_quality=95), "label": IntField()},
+                  num_workers=1).from_indexed_dataset(D())
+"""
+
+
+def _write(folder, train, test, mode="raw"):
+    """Write train.beton and test.beton of the image sets `train` and `test` in one fresh
+    process: ffcv's writer forks its workers, and a fork of a test process that runs torch,
+    DuckDB and Spark threads segfaulted there and hung the suite. Returns the two paths."""
+    import subprocess
+    import sys
+    paths = [str(folder / "train.beton"), str(folder / "test.beton")]
+    for path, ds in zip(paths, (train, test)):
+        np.save(f"{path}.x.npy", ds.x)
+        np.save(f"{path}.y.npy", ds.y)
+    subprocess.run([sys.executable, "-c", _WRITER, mode, *paths], check=True, timeout=300, capture_output=True)
+    return paths
 
 
 def test_tiny_resnet9_trains_on_cpu(tmp_path):
+    import torch
     from dmstore.recipes.cifar10 import Cifar10ResNet9
-    _write(tmp_path / "train.beton", 32, 0)
-    _write(tmp_path / "test.beton", 16, 1)
-    rec = Cifar10ResNet9(str(tmp_path / "train.beton"), str(tmp_path / "test.beton"), epochs=1, batch_size=8,
+    threads = torch.get_num_threads()
+    train, test = _write(tmp_path, _Images(32, 0), _Images(16, 1))
+    rec = Cifar10ResNet9(train, test, epochs=1, batch_size=8,
                          width=4, device="cpu", num_workers=1)
     assert rec.d == 32 and rec.examples().num_rows == 48
+    assert torch.get_num_threads() == threads, "the recipe left torch at ffcv's one thread"
     masks = np.zeros((2, 32), bool)
     masks[0, :16] = masks[1, 16:] = True
     out = rec.train(masks, np.array([1, 2]))
@@ -57,16 +84,11 @@ def test_image_reads_the_betons_pictures(tmp_path, mode):
     the order asked (repeats too); JPEG within compression error; a bad id is an IndexError; the
     explorer turns one into a PNG that decodes to the same pixels."""
     import zlib
-    from ffcv.fields import IntField, RGBImageField
-    from ffcv.writer import DatasetWriter
     from dmstore.recipes.cifar10 import Cifar10ResNet9
     from dmstore.serve.images import _recipe_png
-    sets = {}
-    for name, n, seed in (("train", 12, 0), ("test", 5, 1)):
-        sets[name] = ds = _smooth(n, seed) if mode == "jpg" else _Images(n, seed)
-        DatasetWriter(str(tmp_path / f"{name}.beton"), {"image": RGBImageField(write_mode=mode, jpeg_quality=95),
-                      "label": IntField()}, num_workers=1).from_indexed_dataset(ds)
-    rec = Cifar10ResNet9(str(tmp_path / "train.beton"), str(tmp_path / "test.beton"), device="cpu", num_workers=1)
+    make = _smooth if mode == "jpg" else _Images
+    sets = {"train": make(12, 0), "test": make(5, 1)}
+    rec = Cifar10ResNet9(*_write(tmp_path, sets["train"], sets["test"], mode), device="cpu", num_workers=1)
     truth = np.concatenate([sets["train"].x, sets["test"].x])
     ids = [13, 0, 11, 16, 0, 12]
     got = rec.image(ids)
@@ -94,10 +116,9 @@ def test_the_recipe_keeps_torchs_threads(tmp_path):
     count (a fresh process, since this one imported ffcv already)."""
     import subprocess
     import sys
-    _write(tmp_path / "train.beton", 4, 0)
-    _write(tmp_path / "test.beton", 2, 1)
+    train, test = _write(tmp_path, _Images(4, 0), _Images(2, 1))
     code = ("import torch; torch.set_num_threads(3); from dmstore.recipes.cifar10 import Cifar10ResNet9; "
-            f"Cifar10ResNet9({str(tmp_path / 'train.beton')!r}, {str(tmp_path / 'test.beton')!r}, device='cpu'); "
+            f"Cifar10ResNet9({train!r}, {test!r}, device='cpu'); "
             "print(torch.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == "3", out.stdout + out.stderr
