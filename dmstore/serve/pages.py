@@ -1,6 +1,7 @@
 """The data of each explorer page, as JSON-ready dicts (the HTML page and its `/api/` twin render
 the same dict). Every number comes from a query of `sql/internal/serve_*.sql`; agreement between
-methods (top-k overlap, Kendall τ) is computed here from the weights those queries return."""
+methods (top-k overlap, Kendall τ) is computed here from the weights those queries return, and the
+correlation of two fits' weights per target by dense blocks (`engine.weights.agreement`)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import shlex
 import numpy as np
 
 from ..engine.udfs import kendall_one
+from ..engine.weights import agreement
 from ..errors import InputError, NotFoundError
 from ..storage import paths as P
 
@@ -32,6 +34,11 @@ def _labels(s, ids) -> dict[int, dict]:
     if not ids:
         return {}
     return {r["example_id"]: r for r in s.rows("serve_examples", ids=ids)}
+
+
+def _train_size(s) -> int:
+    """d: the store's train examples (its manifest's train_size)."""
+    return int(json.loads((s.root / P.MANIFEST).read_text())["train_size"])
 
 
 def _fit_ids(s) -> dict[int, dict]:
@@ -68,7 +75,7 @@ def target(s, t: int, k: int = 8) -> dict:
     weights over all d train examples); its stored counterfactuals; the command that tests a set."""
     ex = _example(s, t)
     fits = s.rows("serve_target_fits", t=int(t))
-    d = int(json.loads((s.root / P.MANIFEST).read_text())["train_size"])
+    d = _train_size(s)
     dense = {f["fit_id"]: np.zeros(d, dtype=np.float64) for f in fits}
     if fits:
         ws = s.arrays("serve_target_weights", t=int(t), fits=[f["fit_id"] for f in fits])
@@ -223,11 +230,12 @@ def targets(s, fit: int, order: str = "lds", vs: int | None = None, n: int = 50,
     def build():
         lds = _by_target(s, "serve_metrics", f=int(fit))
         sup = _by_target(s, "serve_support", f=int(fit))
-        agree = _by_target(s, "serve_agreement", f=int(fit), g=int(vs)) if vs is not None else {}
+        agree = s.cached(("agreement", int(fit), int(vs)), lambda: agreement(s.con, int(fit), int(vs), _train_size(s))) \
+            if vs is not None else {}
         return [{"target_id": r["target_id"], "label": r["label"], "lds": lds.get(r["target_id"], {}).get("lds"),
                  "support": sup.get(r["target_id"], {}).get("support"),
                  "expected_margin": sup.get(r["target_id"], {}).get("expected_margin"),
-                 "agreement": agree.get(r["target_id"], {}).get("agreement")}
+                 "agreement": agree.get(r["target_id"])}
                 for r in s.table("serve_fit_targets", f=int(fit))]
     rows = s.cached(("targets", int(fit), vs), build)
     col = {"lds": "lds", "support": "support", "disagreement": "agreement", "id": "target_id"}[order]
