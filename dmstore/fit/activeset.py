@@ -123,8 +123,11 @@ def newton_column(P: Problem, j: int, w: torch.Tensor, lam: float):
             return None
         hw = torch.zeros(d, dtype=torch.float64, device=w.device)
         if idx.numel():
-            Hc = P.columns(idx, j).double()                       # H[:, S]  [d, |S|]
-            HSS = Hc[idx]
+            # H_SS alone where the problem gathers blocks (|S|² entries); H[:, S] (d·|S|, in
+            # float64) only for a full step's gradient: at d = 20,000 the columns' float64 copy
+            # dominated steps whose line search stops at a breakpoint and solves again
+            Hc = None if P.block is not None else P.columns(idx, j).double()      # H[:, S]  [d, |S|]
+            HSS = Hc[idx] if Hc is not None else P.block(idx[None], torch.tensor([j], device=idx.device))[0].double()
             new = _solve_spd(HSS, c[idx] - lam * theta[idx])
             if new is None:
                 return None
@@ -135,9 +138,9 @@ def newton_column(P: Problem, j: int, w: torch.Tensor, lam: float):
             w = torch.zeros(d, dtype=torch.float64, device=w.device)
             w[idx] = wS
             theta = torch.sign(w)
-            hw = Hc @ wS
             if t < 1:              # a coefficient reached zero: it left S; solve again
                 continue
+            hw = (Hc if Hc is not None else P.columns(idx, j).double()) @ wS
         g = c - hw
         viol = (g.abs() - lam * (1 + 1e-9)).masked_fill(theta.ne(0), -1)
         if not bool((viol > 0).any()):
