@@ -84,11 +84,15 @@ def test_image_reads_the_betons_pictures(tmp_path, mode):
     the order asked (repeats too); JPEG within compression error; a bad id is an IndexError; the
     explorer turns one into a PNG that decodes to the same pixels."""
     import zlib
+    from dmstore.errors import InputError
     from dmstore.recipes.cifar10 import Cifar10ResNet9
     from dmstore.serve.images import _recipe_png
     make = _smooth if mode == "jpg" else _Images
     sets = {"train": make(12, 0), "test": make(5, 1)}
-    rec = Cifar10ResNet9(*_write(tmp_path, sets["train"], sets["test"], mode), device="cpu", num_workers=1)
+    paths = _write(tmp_path, sets["train"], sets["test"], mode)
+    rec = Cifar10ResNet9(*paths, device="cpu", num_workers=1)
+    with pytest.raises(InputError, match="num_workers=10000"):   # more loader threads than numba allows
+        Cifar10ResNet9(*paths, device="cpu", num_workers=10_000)
     truth = np.concatenate([sets["train"].x, sets["test"].x])
     ids = [13, 0, 11, 16, 0, 12]
     got = rec.image(ids)
