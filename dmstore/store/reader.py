@@ -75,10 +75,11 @@ def _filtered(bd: Path, experiment, alpha, role, cols):
 
 def models(state: StoreState, experiment=None, alpha=None, role=None, columns=None) -> pa.Table:
     """Rows of `models` (without masks unless asked) matching the filters, by model_id."""
-    cols = columns or [c for c in arrow_schema("models").names if c != "mask"]
+    want = list(columns or [c for c in arrow_schema("models").names if c != "mask"])
+    cols = want if "model_id" in want else want + ["model_id"]     # the order, even when not asked for
     parts = [_filtered(bd, experiment, alpha, role, cols)[0] for bd in batch_dirs(state)]
     t = pa.concat_tables(parts)
-    return t.take(pc.sort_indices(t["model_id"])) if "model_id" in t.column_names else t
+    return t.take(pc.sort_indices(t["model_id"])).select(want)
 
 
 def model_ids(state: StoreState, experiment, alpha, role=None) -> np.ndarray:

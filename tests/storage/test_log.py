@@ -170,3 +170,20 @@ def test_readers_never_write(filled):
     Store.open(filled.root).mask_matrix("exp", 0.5)
     dmstore.connect(filled.root).sql("SELECT * FROM datamodels").fetchall()
     assert snapshot(filled.root) == before
+
+
+def test_models_rows_follow_model_id_without_model_id_among_the_columns(store, synth):
+    """`models(columns=...)` is ordered by model_id (the matrices' row order) whether or not the
+    columns include model_id: batch folders are listed by name (their writing time), which need
+    not follow model ids (three `train --shard` processes wrote them out of order and a test
+    comparing masks by source row failed). Here each later batch holds smaller ids."""
+    for lo in range(50, -10, -10):
+        ids = np.arange(lo, lo + 10)
+        store.append("exp", 0.5, synth.masks[ids], synth.margins[ids], synth.targets, seeds=ids * 7 + 3,
+                     model_ids=ids)
+    full = store.models("exp", 0.5, columns=["model_id", "seed"])
+    np.testing.assert_array_equal(full["model_id"].to_numpy(), np.arange(60))
+    only = store.models("exp", 0.5, columns=["seed"])
+    assert only.column_names == ["seed"]
+    np.testing.assert_array_equal(only["seed"].to_numpy(), np.arange(60) * 7 + 3)
+    np.testing.assert_array_equal(store.mask_matrix("exp", 0.5), synth.masks[:60])   # the same row order
