@@ -79,7 +79,7 @@ class _Beton:
     images decoded one at a time from a memory map (raw pixels, or JPEG through OpenCV, which
     ffcv itself requires)."""
 
-    JPG, RAW = 0, 1  # ffcv.fields.rgb_image.IMAGE_MODES
+    RAW = 1  # ffcv.fields.rgb_image.IMAGE_MODES['raw'] (0: JPEG)
 
     def __init__(self, path: str):
         from ffcv.reader import Reader

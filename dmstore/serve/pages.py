@@ -230,8 +230,7 @@ def targets(s, fit: int, order: str = "lds", vs: int | None = None, n: int = 50,
     def build():
         lds = _by_target(s, "serve_metrics", f=int(fit))
         sup = _by_target(s, "serve_support", f=int(fit))
-        agree = s.cached(("agreement", int(fit), int(vs)), lambda: agreement(s.con, int(fit), int(vs), _train_size(s))) \
-            if vs is not None else {}
+        agree = agreement(s.con, int(fit), int(vs), _train_size(s)) if vs is not None else {}   # (lock held)
         return [{"target_id": r["target_id"], "label": r["label"], "lds": lds.get(r["target_id"], {}).get("lds"),
                  "support": sup.get(r["target_id"], {}).get("support"),
                  "expected_margin": sup.get(r["target_id"], {}).get("expected_margin"),
