@@ -193,6 +193,10 @@ def _fit(store, experiment, alpha, targets, p: FitParams, progress, reuse, shard
     for block_t, eq9 in row_blocks:   # packed masks + this block's margins, streamed per block
         _, _, _, (X, Y) = scan(store, experiment, alpha, np.zeros(0, np.int32), block_t, val_ids, dev, dt,
                                est.on_correctness, need_gram=False, use_ids=use_ids)
+        if "rows" not in runtime:    # data-space products: int8 rows (exact integer products) or float chunks
+            runtime["rows"] = f"{X['fit'].kernel} products"
+            if dev.type == "cpu":
+                runtime["gram_probe"] = gram_probe()
         block = RowBlock(X, Y, torch.as_tensor(block_t.astype(np.int64), device=dev), dt, exclude=eq9)
         rows, weights, _ = est.solve(block, train_opts, bar)
         out.add(rows, weights, block_t)

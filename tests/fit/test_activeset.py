@@ -30,13 +30,22 @@ def gram_problem(X, y):
     return Problem(gram_matvec(G), C, s, L, lambda idx, j=None: G[:, idx], lambda idx, cols=None: G[idx[:, :, None], idx[:, None, :]])
 
 
-@pytest.mark.parametrize("solver,rows", [("workingset", False), ("activeset", False), ("fista", False), ("auto", False),
-                                         ("workingset", True), ("fista", True), ("auto", True)])
-def test_fewer_models_than_features(tmp_path, monkeypatch, solver, rows):
+def use_kernel(monkeypatch, kernel):
+    """Data-space rows as int8 with integer products, or float chunks, whatever the CPU's probe says."""
+    monkeypatch.setattr("dmstore.fit.operators.int8_available", lambda dev: kernel == "int8")
+
+
+@pytest.mark.parametrize("solver,rows,kernel", [
+    ("workingset", False, "float"), ("activeset", False, "float"), ("fista", False, "float"), ("auto", False, "float"),
+    ("workingset", True, "float"), ("fista", True, "float"), ("auto", True, "float"),
+    ("workingset", True, "int8"), ("fista", True, "int8")])
+def test_fewer_models_than_features(tmp_path, monkeypatch, solver, rows, kernel):
     """m = 60 fit models, d = 90 features: X_cᵀX_c is singular, the objective is still unique;
     each (target, λ) of the path matches sklearn's objective and is certified converged. rows:
     the Gram counts as too large (GRAM_BYTES_MAX = 0), so working sets ('auto' here) run in data
-    space with no d × d Gram, and fit_runs says so."""
+    space with no d × d Gram, and fit_runs says so; there the mask rows are int8 with integer
+    products, or float chunks (kernel)."""
+    use_kernel(monkeypatch, kernel)
     if rows:
         monkeypatch.setattr("dmstore.fit.pipeline.GRAM_BYTES_MAX", 0)
     rng = np.random.default_rng(3)
@@ -58,6 +67,7 @@ def test_fewer_models_than_features(tmp_path, monkeypatch, solver, rows):
     in_rows = rows and solver in ("auto", "workingset")
     assert runtime["solver"]["test"].startswith("working sets in data space") == in_rows
     assert ("gram" in runtime) == (not in_rows)
+    assert runtime.get("rows") == ((f"{'int8' if kernel == 'int8' else 'float64'} products") if in_rows else None)
     for i in range(fits["lam"].size):
         t, lam, sel = int(fits["target_id"][i]), float(fits["lam"][i]), bool(fits["selected"][i])
         rows = np.flatnonzero((roles == "fit") | sel)          # the selected λ is refitted on fit + val
@@ -171,14 +181,16 @@ def test_the_solver_auto_stands_for_is_recorded(tmp_path):
     assert all(r["train"].startswith("fista with anchored products (eq. 9") for r in rt[1:])
 
 
-@pytest.mark.parametrize("sub_bytes", [1 << 30, 4 * 3 * 12 ** 2])
+@pytest.mark.parametrize("sub_bytes,kernel", [(1 << 30, "float"), (4 * 3 * 12 ** 2, "float"), (1 << 30, "int8"),
+                                               (4 * 3 * 12 ** 2, "int8")])
 def test_train_targets_by_working_sets_match_sklearn_where_models_are_fewer_than_features(tmp_path, monkeypatch,
-                                                                                         sub_bytes):
+                                                                                         sub_bytes, kernel):
     """Train targets (eq. 9: each its own rows) with m = 110 fit + val models < d = 150: working
     sets grown from 2 features over several rounds, on sub-Grams formed from the masks' bits, must
     give sklearn's Lasso on each target's rows at every λ of the path and at the refit. sub_bytes
     tiny: sets are capped near 12 features, so most columns are handed to FISTA on the full eq. 9
-    problem."""
+    problem. kernel: the mask rows as int8 (integer products and sub-Gram counts) or float chunks."""
+    use_kernel(monkeypatch, kernel)
     rng = np.random.default_rng(3)
     m, d, nt = 140, 150, 1
     X = rng.random((m, d)) < 0.5
@@ -222,10 +234,11 @@ def test_train_targets_by_working_sets_match_sklearn_where_models_are_fewer_than
         assert wv[t] == 0
 
 
-def test_eq9_sub_grams_are_the_centred_gram_of_each_targets_rows():
+@pytest.mark.parametrize("int8", [False, True])
+def test_eq9_sub_grams_are_the_centred_gram_of_each_targets_rows(int8):
     """RowBlock.block: H_j[S][:, S] for target j = the centred Gram over the models without j,
     divided by their number, as numpy computes it; padded with repeated features, columns in any
-    order."""
+    order; from int8 rows' integer counts or float chunks."""
     from dmstore.fit.blocks import RowBlock
     from dmstore.fit.operators import PackedRows
     rng = np.random.default_rng(4)
@@ -233,7 +246,7 @@ def test_eq9_sub_grams_are_the_centred_gram_of_each_targets_rows():
     X = rng.random((m, d)) < 0.5
     Y = torch.as_tensor(rng.normal(size=(m, 3)))
     tids = np.array([2, 9, 15])
-    rows = PackedRows(np.packbits(X, axis=1), d, torch.device("cpu"), torch.float64)
+    rows = PackedRows(np.packbits(X, axis=1), d, torch.device("cpu"), torch.float64, int8=int8)
     blk = RowBlock({"fit": rows, "val": None}, {"fit": Y, "val": None}, torch.as_tensor(tids), torch.float64)
     idx = torch.tensor([[0, 4, 9, 20], [5, 6, 6, 1], [15, 3, 11, 12]])
     cols = torch.tensor([1, 0, 2])
