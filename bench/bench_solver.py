@@ -6,6 +6,7 @@ baseline of the ratios.
 
     python bench/bench_solver.py --d 12000 --m 16000 --n 40 --solvers activeset    # issue 26's first case
     python bench/bench_solver.py --d 20000 --m 5000 --n 40 --solvers workingset    # m < d
+    python bench/bench_solver.py --d 20000 --m 5000 --n 40 --solvers workingset --data-space --patience 3
     python bench/bench_solver.py --d 12000 --m 16000 --n 40 --solvers activeset,fista --patience 3
     python bench/bench_solver.py --quick
 
@@ -42,7 +43,12 @@ def main():
                 tol=1e-6, max_iter=1000, lambda_min=(1e-3, "the path's last λ over λmax"),
                 solvers=("activeset,workingset,fista", "comma-separated; the last is the baseline"),
                 patience=(0, "path_patience of every solver but the baseline, the last named when several "
-                              "are (0: the whole path)"))
+                              "are (0: the whole path)"),
+                data_space=(False, "working sets in data space for every size (no d x d Gram: "
+                                   "pipeline.GRAM_BYTES_MAX = 0), as at d > 32,768"))
+    if a.data_space:
+        from dmstore.fit import pipeline
+        pipeline.GRAM_BYTES_MAX = 0
     n_val = a.m // 10
     print(f"data: d={a.d} train examples, m={a.m} models ({a.m - n_val} fit + {n_val} val) + {a.eval} eval, "
           f"{a.n} test targets, alpha=0.5; {a.lambdas}-lambda path to {a.lambda_min:g}·λmax, tol {a.tol:g}, max_iter "
