@@ -80,3 +80,25 @@ def test_packed_rows_int8_and_float_products_agree_with_numpy(m, d):
                           (Xt[e].T @ Xt[e]).astype(np.float64))
     both = rows["int8"].concat(rows["float"])
     assert both.kernel == "int8" and np.array_equal(both.cols(t).numpy(), np.concatenate([Xf, Xf])[:, t])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_int8_rows_agree_with_numpy():
+    """The same products on CUDA's integer kernel (cuBLASLt's `_int_mm`): dense and gathered X W,
+    Xᵀ R and exact counts, against numpy."""
+    m, d = 203, 1001
+    X = masks(m, d, seed=7)
+    Xf = X.astype(np.float64)
+    rng = np.random.default_rng(1)
+    P = PackedRows(np.packbits(X, axis=1), d, torch.device("cuda"), torch.float64, int8=True)
+    W = rng.normal(size=(d, 5))
+    for w in (W, W * (np.arange(d) % 9 == 1)[:, None]):
+        np.testing.assert_allclose(P.matmul(torch.as_tensor(w, device="cuda")).cpu().numpy(), Xf @ w, rtol=1e-12,
+                                   atol=1e-12)
+    R = rng.normal(size=(m, 5))
+    np.testing.assert_allclose(P.rmatmul(torch.as_tensor(R, device="cuda")).cpu().numpy(), Xf.T @ R, rtol=1e-12,
+                               atol=1e-12)
+    t = np.array([5, 0, 3, d - 1])
+    assert np.array_equal(P.count(torch.as_tensor(t, device="cuda")).cpu().numpy(),
+                          (X[:, t].astype(np.int64).T @ X[:, t].astype(np.int64)).astype(np.float64))
