@@ -19,7 +19,9 @@ Whatever the steps do, a column is reported converged only by the full problem's
     sol = lasso_activeset(P, lam, W0, tol, max_iter)   # FISTA, Newton on the open columns, FISTA again
 
 Used where every column shares one operator whose columns can be read (`Problem.columns`):
-test targets. Per column a step costs |S|³/3 (the solve) plus d·|S| (the gradient).
+test targets; and in data space (`Problem.block` for H_SS, one product with the masks for the
+gradient) where working sets leave a column to the full problem. Per column a step costs
+|S|³/3 (the solve) plus d·|S| (the gradient) or one product.
 """
 from __future__ import annotations
 
@@ -64,13 +66,14 @@ def solver_choice(solver: str, n_test: int, n_train: int, train_solver: str = "f
     out = {}
     if n_test and test_rows:
         out["test"] = ("working sets in data space (fit models not more than train examples): sub-Grams from the "
-                       "masks' bits, the full gap by products with the packed masks, no d x d Gram")
+                       "masks' bits, the full gap by products with the packed masks, no d x d Gram; FISTA then "
+                       "feature-sign steps on the full problem past the sub-problem size")
     elif n_test:
         out["test"] = {"fista": "fista with anchored products", "activeset": newton}.get(
             solver, f"working sets certified by the full gap; on each, {newton}")
     if n_train:
         out["train"] = ("working sets on eq. 9 sub-Grams certified by the full gap; FISTA then feature-sign steps on "
-                        "each, FISTA with anchored products on the full problem past the sub-problem size"
+                        "each, and on the full problem past the sub-problem size (steps from products with the masks)"
                         if train_solver == "workingset" else
                         "fista with anchored products (eq. 9: one operator per target, no shared columns)")
     return out
@@ -111,8 +114,9 @@ def _line_search(w: torch.Tensor, new: torch.Tensor, HSw: torch.Tensor, HSd: tor
 def newton_column(P: Problem, j: int, w: torch.Tensor, lam: float):
     """Feature-sign search (active-set Newton steps with a line search, so the objective never
     rises) for column j from w [d], in float64: (w, Hw) of the exact solution, or None when it
-    did not settle within MAX_STEPS (or the support outgrew MAX_SUPPORT). Reads H's columns by
-    `P.columns(idx, j)`."""
+    did not settle within MAX_STEPS (or the support outgrew MAX_SUPPORT). Reads H_SS by `P.block`
+    (else `P.columns`) and the gradient by `P.columns(idx, j)`, or by one `P.matvec` where H has no
+    readable columns (data space)."""
     d = w.shape[0]
     c = P.C[:, j].double()
     w = w.double().clone()
@@ -140,7 +144,11 @@ def newton_column(P: Problem, j: int, w: torch.Tensor, lam: float):
             theta = torch.sign(w)
             if t < 1:              # a coefficient reached zero: it left S; solve again
                 continue
-            hw = (Hc if Hc is not None else P.columns(idx, j).double()) @ wS
+            if Hc is not None or P.columns is not None:
+                hw = (Hc if Hc is not None else P.columns(idx, j).double()) @ wS
+            else:                  # data space: one product with the masks, no columns of H
+                wt = w[:, None].to(torch.float64 if P.exact else P.C.dtype)
+                hw = P.matvec(wt, torch.tensor([j], device=w.device))[:, 0].double()
         g = c - hw
         viol = (g.abs() - lam * (1 + 1e-9)).masked_fill(theta.ne(0), -1)
         if not bool((viol > 0).any()):

@@ -23,8 +23,10 @@ is a pass over all the masks. Per λ, celer and skglm's scheme, batched:
        same certificate as every other solver.
 
 A column whose set outgrows the sub-problem size (P_MIN below; the small-λ end, where the
-support nears min(m, d)) is solved on the full problem (`activeset.lasso_activeset`, or FISTA
-where H's columns cannot be read (eq. 9), warm-started where the rounds left it). Where blocks are
+support nears min(m, d)) is solved on the full problem (`activeset.lasso_activeset`: FISTA, then
+feature-sign steps, in data space from blocks and products with the masks; warm-started where the
+rounds left it). In data space FISTA alone ran such columns to the iteration cap (d = 20,000,
+m = 5,000: 39 (target, λ) at the cap). Where blocks are
 cheap next to a product on all d (`Problem.cheap_blocks`, eq. 9) only memory bounds the sets.
 
     sol = lasso_workingset(P, lam, W0, tol, max_iter)
@@ -179,7 +181,9 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
         rel = gap / scale
     rest = ((rel > tol) & full).nonzero().squeeze(1)
     if rest.numel():
-        solve = lasso_activeset if P.columns is not None else lasso_solve   # eq. 9: H_j's columns cannot be read
+        # FISTA then feature-sign steps (H_SS from columns or blocks, the gradient by a product);
+        # FISTA alone where neither can be read
+        solve = lasso_activeset if (P.columns is not None or P.block is not None) else lasso_solve
         sol = solve(P.take(rest), lam[rest], W[:, rest], tol, max_iter)
         W[:, rest], HW[:, rest], r2[rest] = sol.W, sol.HW.to(xt), sol.r2.to(r2.dtype)
         rel[rest], n_iter[rest] = sol.rel_gap, n_iter[rest] + sol.n_iter

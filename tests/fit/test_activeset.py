@@ -205,15 +205,21 @@ def test_train_targets_by_working_sets_match_sklearn_where_models_are_fewer_than
     sizes = []
     real = workingset.grow
     monkeypatch.setattr(workingset, "grow", lambda *a: (lambda M: (sizes.append(M.sum(0).max()), M)[1])(real(*a)))
-    full = []                       # FISTA on a whole eq. 9 problem (cheap_blocks: not a sub-problem)
-    real_solve = workingset.lasso_solve
-    monkeypatch.setattr(workingset, "lasso_solve", lambda P, *a: (full.append(P.n) if P.cheap_blocks else None,
-                                                                   real_solve(P, *a))[1])
+    full = []                       # a whole eq. 9 problem (cheap_blocks: not a sub-problem): FISTA, then steps
+    real_solve = workingset.lasso_activeset
+    monkeypatch.setattr(workingset, "lasso_activeset", lambda P, *a: (full.append(P.n) if P.cheap_blocks else None,
+                                                                       real_solve(P, *a))[1])
+    monkeypatch.setattr(activeset, "FISTA_FIRST", 5)     # the full problem's feature-sign steps come early
+    steps = []                      # feature-sign steps on a full eq. 9 problem: gradients by products, no columns
+    real_step = activeset.newton_column
+    monkeypatch.setattr(activeset, "newton_column", lambda P, *a: (
+        steps.append(1) if P.columns is None and P.cheap_blocks else None, real_step(P, *a))[1])
     targets = [3, 40, 77, 120]
     r = fit(st, "e", 0.5, targets=targets, n_lambdas=5, lambda_min_ratio=0.05, dtype="float64", tol=1e-10,
             max_iter=100000, keep_path=True, progress=False)
     assert len(sizes) >= (8 if sub_bytes > 1e6 else 3) and min(sizes) == 2 and max(sizes) > 12   # grown round by round
     assert (not full) if sub_bytes > 1e6 else full      # solved on sub-Grams alone, or handed to the full problem
+    assert bool(steps) == (sub_bytes < 1e6)
     con = st.connect()
     fits = con.sql(f"SELECT target_id, lam, selected, bias, n_models, converged FROM fits WHERE fit_id = {r.fit_id}"
                    ).fetchnumpy()
