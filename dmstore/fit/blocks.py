@@ -223,9 +223,9 @@ class RowBlock:
             if X.kernel == "int8":                  # one exact int8 product per set, its rows gathered as Xᵀ's
                 for b in range(k):
                     j = int(cols[b])
-                    N = X.count(idx[b], E[:, j] if self.exclude else None)
+                    N = X.count(idx[b], E[:, j] if self.exclude else None)       # float64 [p, p], in place below
                     mus = mu[idx[b], j].double()
-                    out[b] = (N / float(m[j]) - mus[:, None] * mus[None, :]).to(self.dtype)
+                    out[b] = N.div_(float(m[j])).addr_(mus, mus, alpha=-1)
                 return out
             step = max(1, SUB_GATHER_BYTES // max(3 * 4 * X.m * p, 1))   # columns whose gathered rows fit
             for lo in range(0, k, step):
