@@ -8,13 +8,7 @@ import torch
 from dmstore.fit import gram
 from dmstore.fit.operators import PackedRows
 
-
-def masks(m, d, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.random((m, d)) < 0.5
-    X[:, 3] = False        # a feature no model was trained on
-    X[:, 5] = True         # one every model was trained on
-    return X
+from .test_gram import masks          # 0/1 masks with an all-zero (3) and an all-one (5) feature
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 7, 3), (37, 531, 13), (300, 4099, 9)])
