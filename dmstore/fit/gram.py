@@ -187,6 +187,8 @@ def int8_matmul(A: torch.Tensor, B: torch.Tensor, limbs: int | None = None) -> t
     k, n = B.shape
     if K >= 1 << 25:
         raise ValueError(f"int8_matmul: {K} terms per sum could pass int32's range; split the product")
+    if not n:
+        return torch.zeros(M, 0, dtype=B.dtype, device=B.device)
     L = limbs or LIMBS.get(B.dtype, 8)
     Bd = B.to(torch.float64)
     top = Bd.abs().amax(0) if k else torch.zeros(n, dtype=torch.float64, device=B.device)

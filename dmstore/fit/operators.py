@@ -2,8 +2,8 @@
 chunk of rows at a time, so X costs m·d/8 bytes, not m·d·4. Where the int8 kernel is the fast one
 (`gram.int8_available`: CUDA, VNNI/AMX CPUs) and m·d ≤ INT8_ROWS_BYTES, the rows are unpacked
 once as int8 (1 byte per entry) and every product is an exact integer one (`gram.int8_matmul`):
-no float copy of the rows per product. Measured at m = 5,400, d = 60,000, 20 columns, one float64
-XᵀX W on a 2-core AMX Xeon: see `bench/bench_rows.py`."""
+no float copy of the rows per product: one float64 Xᵀ(X W − s) at m = 5,400, d = 60,000, 69 columns
+took 0.59 s against 1.97 s on float chunks on a 2-core AMX Xeon (`bench/bench_rows.py`)."""
 from __future__ import annotations
 
 import numpy as np
