@@ -153,7 +153,6 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
     M = W.ne(0)
     sub_tol = torch.full((n,), tol / 4, dtype=torch.float64, device=dev)
     full = torch.zeros(n, dtype=torch.bool, device=dev)     # left to the full problem
-    p_max = max(P_MIN, int(min(SUB_SHARE * d / max(n, 1) ** 0.5, (SUB_BYTES / (4 * max(n, 1))) ** 0.5)))
     for _ in range(MAX_OUTER):
         o = ((rel > tol) & ~full).nonzero().squeeze(1)
         if not o.numel():
@@ -162,8 +161,11 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
         same = new.sum(0) == M[:, o].sum(0)                  # nothing new: solve its sub-problem closer
         sub_tol[o[same]] /= 8
         M[:, o] = new
-        if P.cheap_blocks:      # only the open columns' [k, p, p] sub-Grams bound their sets
-            p_max = max(P_MIN, int((SUB_BYTES / (4 * o.numel())) ** 0.5))
+        k = o.numel()           # the open columns' [k, p, p] sub-Grams bound their sets (not the whole block's)
+        if P.cheap_blocks:      # only memory, where blocks are cheap next to a product on all d
+            p_max = max(P_MIN, int((SUB_BYTES / (4 * k)) ** 0.5))
+        else:
+            p_max = max(P_MIN, int(min(SUB_SHARE * d / k ** 0.5, (SUB_BYTES / (4 * k)) ** 0.5)))
         full[o[(new.sum(0) > p_max) | (sub_tol[o] < tol * 1e-4)]] = True
         o = ((rel > tol) & ~full).nonzero().squeeze(1)
         if not o.numel():
