@@ -39,7 +39,7 @@ from .activeset import FISTA_FIRST, lasso_activeset, newton_open
 from .solvers import Problem, Solution, lasso_objective_gap, lasso_solve
 
 P0 = 32             # smallest working-set share of one column
-P_MIN = 256         # sets up to max(P_MIN, min(SUB_SHARE·d/√n, √(SUB_BYTES/(4n)))) features are solved as
+P_MIN = 256         # sets up to max(P_MIN, min(SUB_SHARE·d/√k, √(SUB_BYTES/(4k)))) features, k the columns still open, are solved as
 SUB_SHARE = 0.5     # sub-problems: beyond, the n padded blocks [n, p, p] cost more to read per iteration
 SUB_BYTES = 1 << 30  # than H [d, d] itself (though far better conditioned), or more memory than SUB_BYTES
 BLOCK_BYTES = 1 << 30   # the batched sub-Grams [k, p, p] of one round are gathered in groups of this size

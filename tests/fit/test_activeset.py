@@ -159,6 +159,37 @@ def test_working_sets_grow_until_the_full_gap_certifies(monkeypatch, p_min):
         assert max(max(s) for s in sizes) < d                       # solved on sets smaller than d
 
 
+def test_the_set_bound_follows_the_columns_still_open(monkeypatch):
+    """9 columns on one Gram: 8 need one feature and converge in the first rounds; column 0 needs
+    ~35. With SUB_SHARE·d/√k the bound is 25 features for the whole block (k = 9) and 75 once it is
+    the only column open: its set (54) stays a sub-problem, never handed to the full problem
+    (the whole block's bound handed it over), and the result is sklearn's."""
+    rng = np.random.default_rng(7)
+    m, d, n = 300, 150, 9
+    X = (rng.random((m, d)) < 0.5).astype(float)
+    th = np.zeros((d, n))
+    th[:, 0] = rng.normal(size=d)
+    for j in range(1, n):
+        th[j, j] = 3.0
+    y = X @ th + 0.3 * rng.normal(size=(m, n))
+    P = gram_problem(X, y)
+    lam = P.C.abs().amax(0) * torch.tensor([0.3] + [0.5] * (n - 1), dtype=torch.float64)
+    monkeypatch.setattr(workingset, "P0", 2)
+    monkeypatch.setattr(workingset, "P_MIN", 4)
+    monkeypatch.setattr(workingset, "SUB_SHARE", 0.5)
+    full = []
+    real = workingset.lasso_activeset
+    monkeypatch.setattr(workingset, "lasso_activeset", lambda Q, *a: (full.append(Q.n), real(Q, *a))[1])
+    sizes = []
+    grow = workingset.grow
+    monkeypatch.setattr(workingset, "grow", lambda *a: (lambda M: (sizes.append(M.sum(0).tolist()), M)[1])(grow(*a)))
+    sol = workingset.lasso_workingset(P, lam, torch.zeros(d, n, dtype=torch.float64), tol=1e-10, max_iter=100000)
+    assert not full and sol.converged.all()
+    assert max(s[0] for s in sizes if len(s) == 1) > 25          # past the whole block's bound, alone
+    sk = Lasso(alpha=float(lam[0]), tol=1e-14, max_iter=1_000_000).fit(X, y[:, 0])
+    np.testing.assert_allclose(sol.W[:, 0].numpy(), sk.coef_, atol=1e-6)
+
+
 def test_the_solver_auto_stands_for_is_recorded(tmp_path):
     """'auto' runs FISTA + Newton-CG on test targets (fit models outnumber train examples) and
     working sets on train targets; 'fista' and 'activeset' run FISTA on train targets; fit_runs
@@ -188,8 +219,8 @@ def test_train_targets_by_working_sets_match_sklearn_where_models_are_fewer_than
     """Train targets (eq. 9: each its own rows) with m = 110 fit + val models < d = 150: working
     sets grown from 2 features over several rounds, on sub-Grams formed from the masks' bits, must
     give sklearn's Lasso on each target's rows at every λ of the path and at the refit. sub_bytes
-    tiny: sets are capped near 12 features, so most columns are handed to FISTA on the full eq. 9
-    problem. kernel: the mask rows as int8 (integer products and sub-Gram counts) or float chunks."""
+    tiny: sets are capped near 12 features, so most columns are handed to the full eq. 9 problem
+    (FISTA, then feature-sign steps whose gradients are products with the masks). kernel: the mask rows as int8 (integer products and sub-Gram counts) or float chunks."""
     use_kernel(monkeypatch, kernel)
     rng = np.random.default_rng(3)
     m, d, nt = 140, 150, 1
