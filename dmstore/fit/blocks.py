@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .gram import Accumulator, kernel_for
 from .newton_cg import low_precision, preconditioner
 from .operators import ValRows
 from .solvers import Problem, gram_matvec, lipschitz_power
-from .stats import Stats
+from .stats import Stats, center_gram_
 
 VAL_GRAM_BYTES = 1 << 30   # the val models' Gram is kept explicit up to this size (d ≤ 16,384 in float32)
 SUB_GATHER_BYTES = 256 << 20   # eq. 9 sub-Grams: the gathered rows of one group of columns (3 float copies)
@@ -60,11 +61,18 @@ class GramBlock:
         if d * d * self.G.element_size() > VAL_GRAM_BYTES:
             return None
         if "val_gram" not in self.shared:
-            out = torch.zeros_like(self.G)
-            for _, _, X in self.val.rows.chunks():
-                Xc = X - mu_v
-                out.addmm_(Xc.T, Xc)
-            symmetrize_(out)   # a GEMM's XᵀX need not be: `gram_matvec` reads rows for columns
+            if kernel_for(self.G.device, self.G.dtype) == "int8":
+                # exact counts X_vᵀX_v (one int8 product), centred in float64: XᵀX − m μμᵀ
+                acc = Accumulator(d, self.G.device, self.G.dtype, kernel="int8")
+                for _, _, X in self.val.rows.chunks(torch.int8):
+                    acc.add(X)
+                out = center_gram_(acc.xx, self.S["val"].sx, self.S["val"].m, divide=False).to(self.G.dtype)
+            else:
+                out = torch.zeros_like(self.G)
+                for _, _, X in self.val.rows.chunks():
+                    Xc = X - mu_v
+                    out.addmm_(Xc.T, Xc)
+                symmetrize_(out)   # a GEMM's XᵀX need not be: `gram_matvec` reads rows for columns
             self.shared["val_gram"] = out
         return self.shared["val_gram"]
 

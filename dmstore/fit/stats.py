@@ -20,11 +20,20 @@ from .gram import Accumulator
 class Stats:
     m: int
     sx: torch.Tensor      # [d]  float64
-    xx: torch.Tensor      # [d, d] float64 (None when not accumulated)
+    raw: torch.Tensor | None   # [d, d] ΣxxT where not accumulated by `gram` (None: not kept)
     xy: torch.Tensor      # [d, n] float64
     sy: torch.Tensor      # [n]
     yy: torch.Tensor      # [n]
     gram: Accumulator | None = None   # exact counts behind xx (fit.gram)
+
+    @property
+    def xx(self) -> torch.Tensor | None:
+        """ΣxxT [d, d] (exact counts; the accumulator's rows still waiting are counted on read)."""
+        return self.gram.xx if self.gram is not None else self.raw
+
+    @xx.setter
+    def xx(self, value) -> None:
+        self.gram, self.raw = None, value
 
     @classmethod
     def zeros(cls, d: int, n: int, device, gram: bool = True, gram_dtype=torch.float64) -> "Stats":
@@ -32,7 +41,7 @@ class Stats:
         while they fit in 2²⁴ models, float64 after; the kernel chosen for the device)."""
         z = lambda *s: torch.zeros(*s, dtype=torch.float64, device=device)  # noqa: E731
         acc = Accumulator(d, device, gram_dtype) if gram else None
-        return cls(0, z(d), None if acc is None else acc.xx, z(d, n), z(n), z(n), acc)
+        return cls(0, z(d), None, z(d, n), z(n), z(n), acc)
 
     def add(self, X: torch.Tensor, Y: torch.Tensor) -> None:
         """X: 0/1 [c, d] in the compute dtype; Y: [c, n]. ΣxxT exact (see `fit.gram`)."""
@@ -40,7 +49,6 @@ class Stats:
         self.sx += X.sum(0, dtype=torch.float64)
         if self.gram is not None:
             self.gram.add(X)
-            self.xx = self.gram.xx
         self.xy += (X.T @ Y).double()
         Yd = Y.double()
         self.sy += Yd.sum(0)
@@ -70,16 +78,17 @@ class Stats:
         return G, C, s
 
 
-def center_gram_(xx: torch.Tensor, sx: torch.Tensor, m: int) -> torch.Tensor:
-    """Turn the raw Gram ΣxxT [d, d] into the centred Σ(x−μ)(x−μ)ᵀ/m in place (μ = sx/m), row
-    block by row block in float64 (≤ 64 MB of temporaries), so each entry is rounded once."""
+def center_gram_(xx: torch.Tensor, sx: torch.Tensor, m: int, divide: bool = True) -> torch.Tensor:
+    """Turn the raw Gram ΣxxT [d, d] into the centred Σ(x−μ)(x−μ)ᵀ/m in place (μ = sx/m; not
+    divided by m where `divide` is False), row block by row block in float64 (≤ 64 MB of
+    temporaries), so each entry is rounded once."""
     d = xx.shape[0]
     step = max(1, (8 << 20) // max(d, 1))
     mu = sx.to(torch.float64) / m
     for lo in range(0, d, step):
         blk = xx[lo:lo + step].to(torch.float64)
         blk -= torch.outer(sx[lo:lo + step].to(torch.float64), mu)
-        xx[lo:lo + step] = (blk / m).to(xx.dtype)
+        xx[lo:lo + step] = (blk / m if divide else blk).to(xx.dtype)
     return xx
 
 

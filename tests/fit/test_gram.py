@@ -121,3 +121,49 @@ def test_low_precision_products_are_recorded_and_change_no_result(tmp_path, monk
     a, b = (con.sql(q, params={"f": f}).fetchall() for f in (plain.fit_id, low.fit_id))
     assert len(a) == len(b) == 24 and all(r[2] and r[3] <= 1e-7 for r in b)
     np.testing.assert_allclose(low.weights(), plain.weights(), atol=1e-3 * np.abs(plain.weights()).max())
+
+
+@pytest.mark.parametrize("pending", [1, 43 * 100, 1 << 30])
+def test_int8_rows_wait_for_one_product(monkeypatch, pending):
+    """The int8 kernel holds rows until PENDING_BYTES of them (or a read): a whole fit's rows are
+    then one product instead of one per chunk; the counts are the same whenever they are taken."""
+    monkeypatch.setattr(gram, "PENDING_BYTES", pending)
+    calls = []
+    real = gram.int8_gram
+    monkeypatch.setattr(gram, "int8_gram", lambda X: calls.append(X.shape[0]) or real(X))
+    X = masks(531, 43, seed=6)
+    acc = stream(gram.Accumulator(43, "cpu", torch.float32, kernel="int8"), X, 37)
+    assert sum(calls) <= 531
+    got = acc.xx.numpy()
+    assert np.array_equal(got, (X.astype(np.int64).T @ X.astype(np.int64)).astype(np.float32))
+    assert sum(calls) == 531 and len(calls) == {1: 15, 4300: 5, 1 << 30: 1}[pending]
+    assert acc.xx is acc.xx and len(calls) == {1: 15, 4300: 5, 1 << 30: 1}[pending]   # nothing waits twice
+
+
+@pytest.mark.parametrize("kernel", ["int8", "float32"])
+def test_the_fit_and_val_gram_is_numpys(monkeypatch, kernel):
+    """The refit's operator on fit + val models (`GramBlock.problem('all')`): the val models'
+    share counted by int8 products and centred in float64, or by centred float rows, equals
+    numpy's centred Gram of the fit and val masks together, times W."""
+    from dmstore.fit import blocks
+    from dmstore.fit.operators import PackedRows, ValRows
+    from dmstore.fit.solvers import lipschitz_gram
+    from dmstore.fit.stats import center_gram_
+    monkeypatch.setattr(blocks, "kernel_for", lambda dev, dt: kernel)
+    d, n = 45, 3
+    rng = np.random.default_rng(8)
+    Xf, Xv = masks(310, d, seed=9), masks(71, d, seed=10)
+    Yf, Yv = rng.normal(size=(310, n)), rng.normal(size=(71, n))
+    S_fit = Stats.zeros(d, n, "cpu", gram=True, gram_dtype=torch.float32)
+    S_fit.add(torch.as_tensor(Xf).float(), torch.as_tensor(Yf).float())
+    S_val = Stats.zeros(d, n, "cpu", gram=False)
+    S_val.add(torch.as_tensor(Xv).float(), torch.as_tensor(Yv).float())
+    G = center_gram_(S_fit.xx, S_fit.sx, S_fit.m).float()
+    val = ValRows(PackedRows(np.packbits(Xv, axis=1), d, "cpu", torch.float32), torch.as_tensor(Yv).float())
+    block = blocks.GramBlock(S_fit, S_val, val, G, lipschitz_gram(G), torch.float32)
+    W = rng.normal(size=(d, n))
+    got = block.problem("all").matvec(torch.as_tensor(W), torch.arange(n)).numpy()
+    Xa = np.vstack([Xf, Xv]).astype(np.float64)
+    Xc = Xa - Xa.mean(0)
+    want = Xc.T @ Xc / Xa.shape[0] @ W
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
