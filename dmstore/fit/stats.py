@@ -84,10 +84,10 @@ def center_gram_(xx: torch.Tensor, sx: torch.Tensor, m: int, divide: bool = True
     temporaries), so each entry is rounded once."""
     d = xx.shape[0]
     step = max(1, (8 << 20) // max(d, 1))
-    mu = sx.to(torch.float64) / m
+    s = sx.to(torch.float64)
     for lo in range(0, d, step):
         blk = xx[lo:lo + step].to(torch.float64)
-        blk -= torch.outer(sx[lo:lo + step].to(torch.float64), mu)
+        blk -= torch.outer(s[lo:lo + step], s) / m      # sx_i·sx_j is exact: the result is symmetric
         xx[lo:lo + step] = (blk / m if divide else blk).to(xx.dtype)
     return xx
 
