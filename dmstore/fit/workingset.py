@@ -181,7 +181,7 @@ def lasso_workingset(P: Problem, lam: torch.Tensor, W0: torch.Tensor, tol: float
         _, g, r = lasso_objective_gap(Wo.to(xt), HWo, P.C[:, o].to(xt), P.s[o], lam[o].to(xt))
         gap[o], r2[o] = g, r
         rel = gap / scale
-    rest = ((rel > tol) & full).nonzero().squeeze(1)
+    rest = (rel > tol).nonzero().squeeze(1)          # left to the full problem, or still open after MAX_OUTER rounds
     if rest.numel():
         # FISTA then feature-sign steps (H_SS from columns or blocks, the gradient by a product);
         # FISTA alone where neither can be read

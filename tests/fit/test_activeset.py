@@ -190,6 +190,25 @@ def test_the_set_bound_follows_the_columns_still_open(monkeypatch):
     np.testing.assert_allclose(sol.W[:, 0].numpy(), sk.coef_, atol=1e-6)
 
 
+def test_columns_still_open_after_the_last_round_go_to_the_full_problem(monkeypatch):
+    """A column the working-set rounds leave open (one round allowed here) is solved on the full
+    problem, not reported unconverged: every column converges to sklearn's optimum."""
+    rng = np.random.default_rng(13)
+    m, d, n = 200, 150, 3
+    X = (rng.random((m, d)) < 0.5).astype(float)
+    y = X @ (rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.2)) + 0.5 * rng.normal(size=(m, n))
+    P = gram_problem(X, y)
+    lam = 0.05 * P.C.abs().amax(0)
+    monkeypatch.setattr(workingset, "P0", 2)
+    monkeypatch.setattr(workingset, "P_MIN", 10_000)
+    monkeypatch.setattr(workingset, "MAX_OUTER", 1)
+    sol = workingset.lasso_workingset(P, lam, torch.zeros(d, n, dtype=torch.float64), tol=1e-10, max_iter=100000)
+    assert sol.converged.all()
+    for j in range(n):
+        sk = Lasso(alpha=float(lam[j]), tol=1e-14, max_iter=1_000_000).fit(X, y[:, j])
+        np.testing.assert_allclose(sol.W[:, j].numpy(), sk.coef_, atol=1e-6)
+
+
 def test_the_solver_auto_stands_for_is_recorded(tmp_path):
     """'auto' runs FISTA + Newton-CG on test targets (fit models outnumber train examples) and
     working sets on train targets; 'fista' and 'activeset' run FISTA on train targets; fit_runs
