@@ -14,9 +14,10 @@ Prints per solver: wall time of `fit` (read + Gram + 10-λ path + selection + re
 inner iterations (sum and max per (target, λ)), operator flops, (target, λ) pairs at the
 iteration cap, the worst relative duality gap (the full problem's certificate), and the held-out
 LDS on eval models; then each solver's ratio to the baseline and the largest difference of their
-eval predictions. (FISTA took 351 s at d = 12,000 on a 2-core AMX Xeon before issue 26, 144
-(target, λ) at the cap, 'activeset' 83–88 s with 0 on 2026-12-07; working sets still take more than
-15 minutes at d = 20,000, m = 5,000 over the whole path: name fewer solvers there.)
+eval predictions. (At d = 12,000 on a 2-core AMX Xeon the FISTA of before issue 26 took 351 s
+on 2026-12-07 and 414.5 s on 2026-12-08, 144 (target, λ) at the cap; 'activeset' 59.3–59.6 s with 0
+on 2026-12-08. Working sets took 564 s at d = 20,000, m = 5,000 with --patience 3 and more than
+15 minutes over the whole path: name fewer solvers there.)
 """
 from __future__ import annotations
 
