@@ -128,18 +128,24 @@ def test_converged_is_decided_by_the_full_gap(monkeypatch):
     torch.testing.assert_close(sol.rel_gap, rel, rtol=1e-3, atol=1e-15)
 
 
+def _sparse_problem(seed):
+    """200 models, 150 features, 3 targets with ~20 % of the features in their truth, λ = 0.05·λmax."""
+    rng = np.random.default_rng(seed)
+    m, d, n = 200, 150, 3
+    X = (rng.random((m, d)) < 0.5).astype(float)
+    y = X @ (rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.2)) + 0.5 * rng.normal(size=(m, n))
+    P = gram_problem(X, y)
+    return X, y, P, 0.05 * P.C.abs().amax(0)
+
+
 @pytest.mark.parametrize("p_min", [4, 10_000])
 def test_working_sets_grow_until_the_full_gap_certifies(monkeypatch, p_min):
     """From w = 0 with sets of at least 2 features, each column's working set must grow in many
     rounds to reach sklearn's optimum (p_min = 4: a column whose set outgrows 4 features is
     handed to the full problem; 10,000: every column stays in sub-problems). The reported gap is
     the full problem's, recomputed here independently."""
-    rng = np.random.default_rng(5)
-    m, d, n = 200, 150, 3
-    X = (rng.random((m, d)) < 0.5).astype(float)
-    y = X @ (rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.2)) + 0.5 * rng.normal(size=(m, n))
-    P = gram_problem(X, y)
-    lam = 0.05 * P.C.abs().amax(0)
+    X, y, P, lam = _sparse_problem(5)
+    d, n = X.shape[1], y.shape[1]
     monkeypatch.setattr(workingset, "P0", 2)
     monkeypatch.setattr(workingset, "P_MIN", p_min)
     monkeypatch.setattr(workingset, "SUB_SHARE", 0.0)
@@ -193,12 +199,8 @@ def test_the_set_bound_follows_the_columns_still_open(monkeypatch):
 def test_columns_still_open_after_the_last_round_go_to_the_full_problem(monkeypatch):
     """A column the working-set rounds leave open (one round allowed here) is solved on the full
     problem, not reported unconverged: every column converges to sklearn's optimum."""
-    rng = np.random.default_rng(13)
-    m, d, n = 200, 150, 3
-    X = (rng.random((m, d)) < 0.5).astype(float)
-    y = X @ (rng.normal(size=(d, n)) * (rng.random((d, n)) < 0.2)) + 0.5 * rng.normal(size=(m, n))
-    P = gram_problem(X, y)
-    lam = 0.05 * P.C.abs().amax(0)
+    X, y, P, lam = _sparse_problem(13)
+    d, n = X.shape[1], y.shape[1]
     monkeypatch.setattr(workingset, "P0", 2)
     monkeypatch.setattr(workingset, "P_MIN", 10_000)
     monkeypatch.setattr(workingset, "MAX_OUTER", 1)
