@@ -100,10 +100,10 @@ def gram_matvec(G: torch.Tensor, sparse_below: float = SPARSE_BELOW) -> Matvec:
     of W are non-zero in any column (the early λ path), only G's rows of those features are read,
     ≤ 64 MB at a time: G[idx, :]ᵀ W[idx] (rows are contiguous: at d = 12,000 and 40 columns,
     20 % of the rows took 50 ms against 105 ms for the same columns and 77 ms for the whole
-    product). A whole product in G's own dtype is taken as (WᵀG)ᵀ: oneDNN's float32 GEMM runs
-    that orientation 15–30 % faster for few columns (d = 20,000, 20 columns: 127 against 160 ms;
-    d = 9,000: 25 against 36 ms; the same at d = 4,000); G is symmetric (counts centred with
-    sx_i·sx_j, exact). W of another dtype than G (float64): where G in that dtype fits EXACT_COPY_BYTES,
+    product). A whole float32 product is taken as (WᵀG)ᵀ: oneDNN's float32 GEMM runs that
+    orientation 15–30 % faster for few columns (d = 20,000, 20 columns: 127 against 160 ms;
+    d = 9,000: 25 against 36 ms; the same at d = 4,000; float64's is 7 % slower: 127 against
+    118 ms at d = 12,000, 40 columns); G is symmetric (counts centred with sx_i·sx_j, exact). W of another dtype than G (float64): where G in that dtype fits EXACT_COPY_BYTES,
     a copy is kept from the first such product (measured at d = 6,000, 40 columns: 0.20 s
     against 0.38 s converting, 0.07 s a float32 product), and always for bfloat16 (its result
     in bfloat16: `Problem.low`), read only on the active rows below COPY_SPARSE_BELOW; else G's
@@ -130,8 +130,8 @@ def gram_matvec(G: torch.Tensor, sparse_below: float = SPARSE_BELOW) -> Matvec:
             return H @ W
         sparse = na < sparse_below * d
         FLOPS["matvec"] += 2 * d * (na if sparse else d) * W.shape[1]
-        if same and not sparse:   # G is symmetric: (WᵀG)ᵀ, the faster orientation (doc above)
-            return (W.T @ G).T.contiguous()
+        if same and not sparse:   # G is symmetric: (WᵀG)ᵀ, float32's faster orientation (doc above)
+            return (W.T @ G).T.contiguous() if G.dtype == torch.float32 else G @ W
         idx = active.nonzero().squeeze(1) if sparse else None
         out = torch.zeros_like(W)
         for lo in range(0, na if sparse else d, step):
