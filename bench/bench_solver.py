@@ -16,7 +16,7 @@ iteration cap, the worst relative duality gap (the full problem's certificate), 
 LDS on eval models; then each solver's ratio to the baseline and the largest difference of their
 eval predictions. (At d = 12,000 on a 2-core AMX Xeon the FISTA of before issue 26 took 351 s
 on 2026-12-07 and 414.5 s on 2026-12-08, 144 (target, λ) at the cap; 'activeset' 59.3–59.6 s with 0
-on 2026-12-08. Working sets took 564 s at d = 20,000, m = 5,000 with --patience 3 and more than
+on 2026-12-08. Working sets took 529 s at d = 20,000, m = 5,000 with --patience 3 and more than
 15 minutes over the whole path: name fewer solvers there.)
 """
 from __future__ import annotations
